@@ -1,0 +1,212 @@
+"""Collapse wiring: `sync.changes` → `task.updates` and the PostgreSQL `tasks` cache.
+
+Input: `sync.changes` (key: task id, ChangeEvent). Output: `task.updates` (key: task id,
+TaskUpdate), `sync.deadletter` for a change that does not decode. Window: tumbling, per task,
+`BOXSYNC_COLLAPSE_INTERVAL_SECONDS` on source time, closed by stream time plus
+`BOXSYNC_GRACE_SECONDS`, stream time advancing with the wall clock while a partition is quiet.
+Lateness: a change for a closed window joins the task's next update (processors.collapse.logic).
+
+Delivery, exactly once on `task.updates`, idempotent in PostgreSQL:
+- open windows live in memory; the committed offset of a partition never passes the first
+  offset of its oldest open window, so re-reading after a crash rebuilds them;
+- the commit metadata says since when windows are open; on assignment the stage reads the
+  updates emitted since then from `task.updates` (same partition number: same key, same count,
+  same partitioner) and skips re-read changes they already cover, so nothing is emitted twice;
+- the cache write happens before the Kafka transaction commits and is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from processors.collapse.logic import Change, Emitted, PartitionWindows, TaskMemory
+from processors.collapse.replay import emitted_event_ids
+from processors.ingest.logic import RawRecord, Rejected, dead_letter
+from processors.logs import event
+from processors.metrics import Metrics
+from processors.runtime.kafka import topic
+from processors.runtime.loop import Output
+from processors.settings import Settings
+from processors.store import db, tasks
+from schemas.topics import SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES
+
+log = logging.getLogger("boxsync.collapse")
+MEMORY_CAPACITY = 200_000
+
+
+@dataclass
+class PartitionState:
+    windows: PartitionWindows
+    next_offset: int | None = None
+    # event ids of re-read changes that updates on task.updates already cover
+    covered: set[str] = field(default_factory=set)
+    replay_until: int = 0
+
+
+class CollapseStage:
+    name = "collapse"
+
+    def __init__(self, settings: Settings, metrics: Metrics, database_url: str) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._database_url = database_url
+        self._input = topic(settings, SYNC_CHANGES)
+        self._updates_topic = topic(settings, TASK_UPDATES)
+        self._dead_topic = topic(settings, SYNC_DEADLETTER)
+        self._partitions: dict[int, PartitionState] = {}
+        self._memories: dict[str, TaskMemory] = {}
+        self._conn: psycopg.Connection | None = None
+        self._applied: list[tuple[dict[str, Any], dict[str, float], float]] = []
+        self._emitted: list[Emitted] = []
+        self._counts: Counter[tuple[str, str]] = Counter()
+
+    def topics(self) -> list[str]:
+        return [self._input]
+
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(
+            [TopicPartition(self._input, tp.partition) for tp in partitions], timeout=15)
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(tp, timeout=15)
+            covered = emitted_event_ids(self._settings, self._updates_topic, tp.partition,
+                                        tp.metadata)
+            self._partitions[tp.partition] = PartitionState(
+                PartitionWindows(float(self._settings.collapse_interval_seconds),
+                                 self._settings.grace_seconds),
+                covered=covered, replay_until=high)
+            event(log, logging.INFO, "partition assigned", topic=self._input,
+                  partition=tp.partition, committed=tp.offset, already_emitted=len(covered))
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._partitions.pop(tp.partition, None)
+        # Another worker may now change these tasks; re-read their memory when they return.
+        self._memories.clear()
+
+    def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
+        outputs: list[Output] = []
+        parsed: list[tuple[PartitionState, Change]] = []
+        for message in messages:
+            state = self._partitions.get(message.partition())
+            if state is None:
+                continue
+            state.next_offset = message.offset() + 1
+            try:
+                change = Change.from_message(orjson.loads(message.value() or b""),
+                                             message.offset())
+            except (ValueError, KeyError, TypeError) as exc:
+                outputs.append(self._dead_letter(message, exc, now))
+                continue
+            parsed.append((state, change))
+        self._ensure_memories({change.task_id for _, change in parsed})
+        for state, change in parsed:
+            if state.covered:
+                if change.event_id in state.covered:
+                    state.windows.observe(change.at, now)
+                    continue
+                if change.offset + 1 >= state.replay_until:
+                    state.covered = set()
+            if state.windows.add(change, self._memories[change.task_id], now):
+                self._counts[("late", change.source)] += 1
+        return outputs + self._close(now)
+
+    def tick(self, now: float) -> list[Output]:
+        return self._close(now)
+
+    def offsets(self) -> list[TopicPartition]:
+        offsets = []
+        for partition, state in self._partitions.items():
+            if state.next_offset is None:
+                continue
+            offset, open_since = state.windows.commit_point(state.next_offset)
+            metadata = orjson.dumps({"open_since": open_since}).decode() if open_since else ""
+            offsets.append(TopicPartition(self._input, partition, offset, metadata=metadata))
+        return offsets
+
+    def persist(self, outputs: list[Output]) -> None:
+        if self._applied:
+            tasks.apply_updates(self._connection(), self._applied)
+
+    def committed(self, outputs: list[Output], now: float) -> None:
+        metrics = self._metrics
+        for emitted in self._emitted:
+            if emitted.update is None:
+                metrics.updates_filtered.labels(emitted.dropped_reason or "stale").inc()
+                continue
+            metrics.task_updates_emitted.labels("partial", emitted.update["op"]).inc()
+            metrics.collapse_ratio.observe(emitted.collapsed)
+            metrics.emit_delay.observe(emitted.emit_delay)
+        for (kind, label), count in self._counts.items():
+            if kind == "late":
+                metrics.events_late.labels(label).inc(count)
+            else:
+                metrics.events_dead_lettered.labels("internal", label).inc(count)
+        metrics.open_windows.set(sum(len(s.windows.windows) for s in self._partitions.values()))
+        self._applied.clear()
+        self._emitted.clear()
+        self._counts.clear()
+
+    def reset(self) -> None:
+        self._partitions.clear()
+        self._memories.clear()
+        self._applied.clear()
+        self._emitted.clear()
+        self._counts.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _close(self, now: float) -> list[Output]:
+        outputs = []
+        for state in self._partitions.values():
+            for emitted in state.windows.close_due(self._memories, now):
+                self._emitted.append(emitted)
+                if emitted.update is None:
+                    continue
+                update = emitted.update
+                self._applied.append((update, emitted.field_times, emitted.window_end))
+                outputs.append(Output(self._updates_topic, update["task_id"].encode(),
+                                      orjson.dumps(update)))
+        return outputs
+
+    def _ensure_memories(self, task_ids: set[str]) -> None:
+        missing = task_ids.difference(self._memories)
+        if not missing:
+            return
+        self._evict(len(missing))
+        loaded = tasks.load_memories(self._connection(), missing)
+        for task_id in missing:
+            self._memories[task_id] = loaded.get(task_id) or TaskMemory()
+
+    def _evict(self, room: int) -> None:
+        """Forget the oldest memories of tasks without open windows (they are in PostgreSQL)."""
+        excess = len(self._memories) + room - MEMORY_CAPACITY
+        if excess <= 0:
+            return
+        busy = {task for s in self._partitions.values() for task, _ in s.windows.windows}
+        for task_id in [t for t in self._memories if t not in busy][:excess]:
+            del self._memories[task_id]
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self._database_url, autocommit=True)
+        return self._conn
+
+    def _dead_letter(self, message: Message, exc: Exception, now: float) -> Output:
+        record = RawRecord(topic=SYNC_CHANGES.name, partition=message.partition(),
+                           offset=message.offset(), key=message.key(), value=message.value(),
+                           headers={k: v for k, v in message.headers() or ()},
+                           full_topic=self._input)
+        reason = Rejected("invalid_change", f"{type(exc).__name__}: {exc}")
+        self._counts[("dead", reason.reason)] += 1
+        letter = dead_letter(record, reason, self.name, datetime.fromtimestamp(now, tz=UTC))
+        return Output(self._dead_topic, message.key(), orjson.dumps(letter))

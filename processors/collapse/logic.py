@@ -1,0 +1,262 @@
+"""Collapse, pure logic: change events of one partition → one `TaskUpdate` per task and window.
+
+Rules (behaviour.md, "Sync types" and "Ordering, lateness, duplicates"):
+- Tumbling windows of `interval` seconds, aligned on source time, one per task and start.
+- Within a window each field takes its latest value by (source time, tiebreak, offset), so the
+  result does not depend on arrival order. The author is the last change that names a person;
+  the technical user only when none does.
+- A window closes when the partition's stream time passes its end plus `grace`. Stream time is
+  the newest source time seen, advanced by wall-clock time while the partition is quiet, so a
+  quiet task is emitted within interval + grace + one tick. (Advancing it by elapsed wall time,
+  rather than comparing source times with the wall clock, keeps a replay of old events exactly
+  as windowed as the live run was.)
+- A change whose window already closed is late: it joins the task's next open window (or a new
+  one after the last emitted), field by field only where it is newer than what was applied.
+- A delete is final: once deleted, later windows of the task are dropped as `stale`.
+
+State is mutated in place (copying per event would cost more than the rest of the pipeline);
+nothing here does I/O or reads a clock: `now` is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+NEVER = -math.inf
+
+
+@dataclass(slots=True)
+class Change:
+    """The parts of a `ChangeEvent` the collapse needs, plus its offset on `sync.changes`."""
+
+    event_id: str
+    task_id: str
+    source: str
+    source_key: str | None
+    project: str | None
+    kind: str
+    at: float
+    author: dict[str, Any]
+    changes: dict[str, Any]
+    tiebreak: str
+    offset: int
+
+    @classmethod
+    def from_message(cls, value: Mapping[str, Any], offset: int) -> Change:
+        """Raises ValueError (or KeyError/TypeError) for a message that is not a ChangeEvent."""
+        occurred = datetime.fromisoformat(value["occurred_at"])
+        if occurred.tzinfo is None:
+            raise ValueError("occurred_at has no time zone")
+        author = value["author"]
+        changes = value.get("changes") or {}
+        if not isinstance(author, dict) or not isinstance(changes, dict):
+            raise TypeError("author and changes must be objects")
+        return cls(
+            event_id=str(value["event_id"]), task_id=str(value["task_id"]),
+            source=str(value["source"]), source_key=value.get("source_key"),
+            project=value.get("project"), kind=str(value["kind"]), at=occurred.timestamp(),
+            author=author, changes=changes, tiebreak=str(value.get("tiebreak") or ""),
+            offset=offset,
+        )
+
+    def order(self) -> tuple[float, str, int]:
+        return (self.at, self.tiebreak, self.offset)
+
+
+@dataclass(slots=True)
+class TaskMemory:
+    """What the collapse must remember about a task across windows (persisted in `tasks`)."""
+
+    deleted: bool = False
+    closed_until: float = NEVER  # end of the last window emitted for the task
+    field_times: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class OpenWindow:
+    task_id: str
+    start: float
+    end: float
+    first_offset: int
+    opened_wall: float
+    last_seen_wall: float
+    changes: list[Change] = field(default_factory=list)
+    event_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Emitted:
+    """A closed window: the `TaskUpdate` dict to publish and write, or why it was dropped."""
+
+    task_id: str
+    update: dict[str, Any] | None
+    dropped_reason: str | None
+    emit_delay: float
+    collapsed: int
+    field_times: dict[str, float] = field(default_factory=dict)
+    window_end: float = NEVER
+
+
+@dataclass(slots=True)
+class PartitionWindows:
+    """Open windows and stream time of one `sync.changes` partition."""
+
+    interval: float
+    grace: float
+    stream_time: float = NEVER
+    last_event_wall: float = NEVER
+    windows: dict[tuple[str, float], OpenWindow] = field(default_factory=dict)
+    _by_end: list[tuple[float, str, float]] = field(default_factory=list)
+    _open_by_task: dict[str, list[float]] = field(default_factory=dict)
+
+    def observe(self, at: float, now: float) -> None:
+        """Advance stream time with a change's source time (also for skipped replays)."""
+        self.stream_time = max(self.effective_time(now), at)
+        self.last_event_wall = now
+
+    def effective_time(self, now: float) -> float:
+        if self.stream_time == NEVER:
+            return NEVER
+        return self.stream_time + max(0.0, now - self.last_event_wall)
+
+    def add(self, change: Change, memory: TaskMemory, now: float) -> bool:
+        """Put a change into its window; returns True when it was late."""
+        self.observe(change.at, now)
+        start = math.floor(change.at / self.interval) * self.interval
+        window = self.windows.get((change.task_id, start))
+        late = False
+        if window is None:
+            late = (start < memory.closed_until
+                    or start + self.interval + self.grace <= self.stream_time)
+            if late:
+                window = self._late_window(change, memory, now)
+            else:
+                window = self._open(change.task_id, start, change.offset, now)
+        if change.event_id not in window.event_ids:
+            window.event_ids.add(change.event_id)
+            window.changes.append(change)
+        window.last_seen_wall = now
+        return late
+
+    def close_due(self, memories: Mapping[str, TaskMemory], now: float) -> list[Emitted]:
+        """Close every window whose end plus grace the stream time has passed."""
+        horizon = self.effective_time(now)
+        emitted = []
+        while self._by_end and self._by_end[0][0] + self.grace <= horizon:
+            _, task_id, start = heapq.heappop(self._by_end)
+            window = self.windows.pop((task_id, start))
+            starts = self._open_by_task[task_id]
+            starts.remove(start)
+            if not starts:
+                del self._open_by_task[task_id]
+            memory = memories[task_id]
+            emitted.append(close_window(window, memory, now))
+        return emitted
+
+    def commit_point(self, next_offset: int) -> tuple[int, float | None]:
+        """The offset safe to commit (never past an open window's first change) and the wall
+        time the oldest open window was opened (where a restart looks for emitted updates)."""
+        if not self.windows:
+            return next_offset, None
+        oldest = min(self.windows.values(), key=lambda window: window.first_offset)
+        return min(oldest.first_offset, next_offset), min(
+            window.opened_wall for window in self.windows.values())
+
+    def _open(self, task_id: str, start: float, offset: int, now: float) -> OpenWindow:
+        window = OpenWindow(task_id, start, start + self.interval, offset, now, now)
+        self.windows[(task_id, start)] = window
+        heapq.heappush(self._by_end, (window.end, task_id, start))
+        self._open_by_task.setdefault(task_id, []).append(start)
+        return window
+
+    def _late_window(self, change: Change, memory: TaskMemory, now: float) -> OpenWindow:
+        starts = self._open_by_task.get(change.task_id)
+        if starts:
+            return self.windows[(change.task_id, min(starts))]
+        current = math.floor(self.stream_time / self.interval) * self.interval
+        return self._open(change.task_id, max(current, memory.closed_until), change.offset, now)
+
+
+def close_window(window: OpenWindow, memory: TaskMemory, now: float) -> Emitted:
+    """Collapse one window into a `TaskUpdate` dict and record it in the task's memory."""
+    ordered = sorted(window.changes, key=Change.order)
+    count = len(ordered)
+    delay = max(0.0, now - window.last_seen_wall)
+    deleting = any(change.kind == "deleted" for change in ordered)
+    if memory.deleted and not deleting:
+        return Emitted(window.task_id, None, "stale", delay, count)
+    merged, times = _merge_fields(ordered, memory)
+    meaningful = deleting or merged or any(c.kind in ("created", "activity") for c in ordered)
+    if not meaningful:
+        return Emitted(window.task_id, None, "stale", delay, count)
+    last = ordered[-1]
+    update = {
+        "schema_version": 1,
+        "update_id": update_id(window.task_id, "partial", window.start),
+        "task_id": window.task_id,
+        "source": last.source,
+        "source_key": _last_known(ordered, "source_key"),
+        "project": _last_known(ordered, "project"),
+        "op": "delete" if deleting else "upsert",
+        "box_ids": [],
+        "left_box_ids": [],
+        "changes": {} if deleting else merged,
+        "author": last_author(ordered),
+        "sync_type": "partial",
+        "source_updated_at": iso(max(change.at for change in ordered)),
+        "window_start": iso(window.start),
+        "window_end": iso(window.end),
+        "collapsed": count,
+        "event_ids": [change.event_id for change in ordered],
+    }
+    memory.closed_until = max(memory.closed_until, window.end)
+    memory.field_times.update(times)
+    memory.deleted = memory.deleted or deleting
+    return Emitted(window.task_id, update, None, delay, count, times, window.end)
+
+
+def last_author(ordered: list[Change]) -> dict[str, Any]:
+    """The last change that names a person; the technical user only when none does."""
+    for change in reversed(ordered):
+        if change.author.get("kind") != "technical":
+            return change.author
+    return ordered[-1].author
+
+
+def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
+    """Deterministic, so that a replay produces the same ids."""
+    anchor = iso(window_or_run) if isinstance(window_or_run, float | int) else window_or_run
+    return hashlib.sha256(f"{task_id}|{sync_type}|{anchor}".encode()).hexdigest()[:32]
+
+
+def iso(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _merge_fields(ordered: list[Change], memory: TaskMemory
+                  ) -> tuple[dict[str, Any], dict[str, float]]:
+    merged: dict[str, Any] = {}
+    times: dict[str, float] = {}
+    for change in ordered:
+        for name, value in change.changes.items():
+            # A late change never overwrites a value applied from a newer change.
+            if memory.field_times.get(name, NEVER) > change.at:
+                continue
+            merged[name] = value
+            times[name] = change.at
+    return merged, times
+
+
+def _last_known(ordered: list[Change], attribute: str) -> Any:
+    for change in reversed(ordered):
+        value = getattr(change, attribute)
+        if value is not None:
+            return value
+    return None

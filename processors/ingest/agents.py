@@ -1,0 +1,107 @@
+"""Ingest wiring: raw upstream records → `sync.changes` (keyed by task id) or `sync.deadletter`.
+
+Input: `jira.events`, `trello.events` (raw bodies, any key). Output: `sync.changes` (key: task
+id, value: ChangeEvent JSON) and `sync.deadletter` (key: the original key, value: DeadLetter).
+No window, no state beyond the batch. Delivery: exactly once into the output topics (outputs
+and input offsets share one Kafka transaction, see processors.runtime.loop); every record ends
+as a change, a counted pass-over or a dead letter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from processors.ingest.logic import (
+    Accepted,
+    IngestConfig,
+    PassedOver,
+    RawRecord,
+    dead_letter,
+    ingest,
+)
+from processors.metrics import Metrics
+from processors.runtime.kafka import topic
+from processors.runtime.loop import Output
+from processors.settings import Settings
+from schemas.topics import JIRA_EVENTS, SYNC_CHANGES, SYNC_DEADLETTER, TRELLO_EVENTS
+
+_SOURCES = {JIRA_EVENTS.name: "jira", TRELLO_EVENTS.name: "trello"}
+
+
+class IngestStage:
+    name = "ingest"
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._metrics = metrics
+        self._config = IngestConfig(max_event_bytes=settings.max_event_bytes,
+                                    default_jira_site=settings.jira_site,
+                                    field_map=dict(settings.jira_field_map))
+        self._inputs = {topic(settings, spec): spec.name for spec in (JIRA_EVENTS, TRELLO_EVENTS)}
+        self._changes_topic = topic(settings, SYNC_CHANGES)
+        self._dead_topic = topic(settings, SYNC_DEADLETTER)
+        self._positions: dict[tuple[str, int], int] = {}
+        # Counted when the batch commits, so a re-read batch is not counted twice.
+        self._pending: Counter[tuple[str, str, str]] = Counter()
+
+    def topics(self) -> list[str]:
+        return list(self._inputs)
+
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        pass
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._positions.pop((tp.topic, tp.partition), None)
+
+    def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
+        outputs = []
+        moment = datetime.fromtimestamp(now, tz=UTC)
+        for message in messages:
+            name = message.topic()
+            record = RawRecord(
+                topic=self._inputs[name], partition=message.partition(),
+                offset=message.offset(), key=message.key(), value=message.value(),
+                headers={k.lower(): v for k, v in message.headers() or ()}, full_topic=name)
+            source = _SOURCES[record.topic]
+            result = ingest(record, self._config)
+            if isinstance(result, Accepted):
+                outputs.append(Output(self._changes_topic, result.task_id.encode(),
+                                      orjson.dumps(result.change)))
+                self._pending[("consumed", source, result.event)] += 1
+            elif isinstance(result, PassedOver):
+                self._pending[("consumed", source, result.event)] += 1
+                self._pending[("passed_over", source, result.reason)] += 1
+            else:
+                letter = dead_letter(record, result, self.name, moment)
+                outputs.append(Output(self._dead_topic, record.key, orjson.dumps(letter),
+                                      [("x-boxsync-error", result.reason.encode())]))
+                self._pending[("consumed", source, "undecodable")] += 1
+                self._pending[("dead_lettered", source, result.reason)] += 1
+            self._positions[(name, record.partition)] = record.offset + 1
+        return outputs
+
+    def tick(self, now: float) -> list[Output]:
+        return []
+
+    def offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, offset) for (t, p), offset in self._positions.items()]
+
+    def persist(self, outputs: list[Output]) -> None:
+        pass
+
+    def committed(self, outputs: list[Output], now: float) -> None:
+        counters = {"consumed": self._metrics.events_consumed,
+                    "passed_over": self._metrics.events_passed_over,
+                    "dead_lettered": self._metrics.events_dead_lettered}
+        for (kind, source, label), count in self._pending.items():
+            counters[kind].labels(source, label).inc(count)
+        self._pending.clear()
+
+    def reset(self) -> None:
+        self._positions.clear()
+        self._pending.clear()

@@ -1,0 +1,301 @@
+"""Jira Cloud and Data Center webhook bodies → `ChangeEvent` dicts (pure).
+
+Real bodies are messy (upstream-formats.md): `user` may be missing, `fieldId` may be missing
+and `field` localized, ids may be strings or numbers. Field values are read from the issue
+snapshot in the body (`issue.fields`, the state after the change), which carries structure
+(status category, account ids) that the changelog's display strings lose; the changelog says
+*which* fields changed, and serves as the value only where the snapshot has none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+from processors.ingest.text import clean_text
+
+ISSUE_EVENT_KINDS = {
+    "jira:issue_created": "created",
+    "jira:issue_updated": "updated",
+    "jira:issue_deleted": "deleted",
+}
+
+# Changelog `fieldId` (or, failing that, the English `field` name) → normalized field name.
+CHANGELOG_FIELDS: dict[str, str] = {
+    "summary": "summary",
+    "status": "status",
+    "assignee": "assignee",
+    "priority": "priority",
+    "duedate": "due_date",
+    "due date": "due_date",
+    "labels": "labels",
+    "description": "description",
+    "parent": "parent",
+    "issueparentassociation": "parent",
+    "issuelinks": "links",
+    "link": "links",
+}
+
+# Earliest and latest plausible event times (epoch ms): a number outside is a broken body,
+# and must not sort as the oldest (or newest) event of its task.
+_MIN_TIMESTAMP_MS = 946_684_800_000  # 2000-01-01
+_MAX_TIMESTAMP_MS = 4_102_444_800_000  # 2100-01-01
+_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
+TECHNICAL_JIRA = {"kind": "technical", "id": None, "name": None, "source": "jira"}
+
+
+def normalize(body: dict[str, Any], record: Any, config: IngestConfig
+              ) -> Accepted | PassedOver | Rejected:
+    """Normalize one decoded Jira webhook body. `record` is the RawRecord it came from."""
+    event = body.get("webhookEvent")
+    if not isinstance(event, str) or not event:
+        return Rejected("missing_event", "the body has no webhookEvent")
+    kind = ISSUE_EVENT_KINDS.get(event)
+    if kind is None:
+        return PassedOver("unhandled_event", event)
+    issue = body.get("issue")
+    if not isinstance(issue, dict):
+        return Rejected("missing_issue", f"{event} without an issue object")
+    issue_id = issue.get("id")
+    if isinstance(issue_id, bool) or not isinstance(issue_id, str | int) or not str(issue_id):
+        return Rejected("missing_issue_id", f"{event} without issue.id")
+    occurred_ms = _timestamp_ms(body.get("timestamp"))
+    if occurred_ms is None:
+        return Rejected("invalid_timestamp",
+                        f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
+    site = (_host(issue.get("self")) or record.header("x-jira-site")
+            or config.default_jira_site)
+    if not site:
+        return Rejected("unknown_site", "no issue.self, x-jira-site header or BOXSYNC_JIRA_SITE")
+    fields = issue.get("fields") if isinstance(issue.get("fields"), dict) else {}
+    changelog = body.get("changelog") if isinstance(body.get("changelog"), dict) else {}
+    changes = _changes(kind, fields, changelog, config.field_map)
+    if kind == "updated" and not changes:
+        kind = "activity"
+    changelog_id = changelog.get("id")
+    task_id = f"jira:{site}:{issue_id}"
+    event_id = record.header("x-atlassian-webhook-identifier") or _hash_id(
+        site, event, issue_id, occurred_ms, changelog_id)
+    project = fields.get("project") if isinstance(fields.get("project"), dict) else {}
+    key = issue.get("key")
+    change = {
+        "schema_version": 1,
+        "event_id": event_id,
+        "task_id": task_id,
+        "source": "jira",
+        "source_key": clean_text(key) if isinstance(key, str) else None,
+        "project": _project_key(project, key),
+        "kind": kind,
+        "occurred_at": _iso_ms(occurred_ms),
+        "author": person(body.get("user")),
+        "changes": changes,
+        "origin": {"topic": record.topic_name, "partition": record.partition,
+                   "offset": record.offset},
+        "tiebreak": _tiebreak(changelog_id),
+        "upstream_event": event,
+    }
+    return Accepted(task_id, change, "jira", event)
+
+
+def person(user: object) -> dict[str, Any]:
+    """A Jira user object → a person. Apps (Automation for Jira) and nobody are technical."""
+    if not isinstance(user, dict):
+        return dict(TECHNICAL_JIRA)
+    # Cloud identifies people by accountId; Data Center by `key` (stable), shown by `name`.
+    user_id = user.get("accountId") or user.get("key") or user.get("name")
+    name = user.get("displayName") or user.get("name")
+    name = clean_text(name) if isinstance(name, str) else None
+    if user.get("accountType") == "app":
+        return {"kind": "technical", "id": _str_or_none(user_id), "name": name,
+                "source": "jira"}
+    if not user_id:
+        return dict(TECHNICAL_JIRA)
+    return {"kind": "user", "id": str(user_id), "name": name, "source": "jira"}
+
+
+def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
+             field_map: Mapping[str, str]) -> dict[str, Any]:
+    if kind == "deleted":
+        return {}
+    snapshot = issue_snapshot(fields, field_map)
+    if kind == "created":
+        return snapshot
+    changed: dict[str, Any] = {}
+    items = changelog.get("items")
+    for item in items if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        name = _changelog_name(item, field_map)
+        if name is None:
+            continue
+        changed[name] = snapshot[name] if name in snapshot else _item_value(name, item)
+        if name == "status" and "status_category" in snapshot:
+            changed["status_category"] = snapshot["status_category"]
+    return changed
+
+
+def issue_snapshot(fields: Mapping[str, Any], field_map: Mapping[str, str]) -> dict[str, Any]:
+    """Every known normalized field (contract §5) present in `issue.fields`."""
+    out: dict[str, Any] = {}
+    if "summary" in fields:
+        out["summary"] = _text(fields["summary"])
+    status = fields.get("status")
+    if isinstance(status, dict):
+        out["status"] = _text(status.get("name"))
+        category = status.get("statusCategory")
+        if isinstance(category, dict) and isinstance(category.get("key"), str):
+            out["status_category"] = category["key"]
+    if "assignee" in fields:
+        out["assignee"] = _user_id(fields["assignee"])
+    if "priority" in fields:
+        priority = fields["priority"]
+        out["priority"] = _text(priority.get("name")) if isinstance(priority, dict) else None
+    if "duedate" in fields:
+        out["due_date"] = _date(fields["duedate"])
+    if "labels" in fields:
+        labels = fields["labels"]
+        out["labels"] = sorted(clean_text(x) for x in labels if isinstance(x, str)) \
+            if isinstance(labels, list) else []
+    if "parent" in fields:
+        parent = fields["parent"]
+        out["parent"] = _text(parent.get("key")) if isinstance(parent, dict) else None
+    if "issuelinks" in fields:
+        out["links"] = _links(fields["issuelinks"])
+    if "description" in fields:
+        out["description"] = _text(fields["description"])
+    for field_id, target in field_map.items():
+        if field_id in fields:
+            out[target] = _custom_value(target, fields[field_id])
+    return out
+
+
+def _changelog_name(item: Mapping[str, Any], field_map: Mapping[str, str]) -> str | None:
+    field_id = item.get("fieldId")
+    if isinstance(field_id, str):
+        if field_id in field_map:
+            return field_map[field_id]
+        name = CHANGELOG_FIELDS.get(field_id.lower())
+        if name is not None:
+            return name
+    # No fieldId (Data Center, some Cloud items): fall back to the display name, which is
+    # only reliable when it is the English one; localized names are not guessed.
+    field = item.get("field")
+    return CHANGELOG_FIELDS.get(field.lower()) if isinstance(field, str) else None
+
+
+def _item_value(name: str, item: Mapping[str, Any]) -> Any:
+    shown, raw = item.get("toString"), item.get("to")
+    if name == "assignee":
+        return _str_or_none(item.get("tmpToAccountId") or raw)
+    if name in ("due_date", "start_date"):
+        return _date(raw if raw is not None else shown)
+    if name == "labels":
+        return sorted(clean_text(shown).split()) if isinstance(shown, str) else []
+    if name == "story_points":
+        return _number(shown if shown is not None else raw)
+    return _text(shown if shown is not None else raw)
+
+
+def _custom_value(target: str, value: Any) -> Any:
+    if target.endswith("_date"):
+        return _date(value)
+    if target == "story_points":
+        return _number(value)
+    if isinstance(value, dict) and "value" in value:
+        return _text(value["value"])
+    return _text(value) if isinstance(value, str) else value
+
+
+def _links(value: Any) -> list[str]:
+    keys = set()
+    for link in value if isinstance(value, list) else ():
+        if not isinstance(link, dict):
+            continue
+        for side in ("inwardIssue", "outwardIssue"):
+            other = link.get(side)
+            if isinstance(other, dict) and isinstance(other.get("key"), str):
+                keys.add(clean_text(other["key"]))
+    return sorted(keys)
+
+
+def _timestamp_ms(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not _MIN_TIMESTAMP_MS <= value <= _MAX_TIMESTAMP_MS:
+        return None
+    return int(value)
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str) or "://" not in url:
+        return None
+    host = urlsplit(url).hostname
+    return host.lower() if host else None
+
+
+def _project_key(project: Mapping[str, Any], issue_key: Any) -> str | None:
+    if isinstance(project.get("key"), str):
+        return clean_text(project["key"])
+    if isinstance(issue_key, str) and "-" in issue_key:
+        return issue_key.rsplit("-", 1)[0]
+    return None
+
+
+def _user_id(user: Any) -> str | None:
+    if not isinstance(user, dict):
+        return None
+    return _str_or_none(user.get("accountId") or user.get("key") or user.get("name"))
+
+
+def _date(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    match = _DATE.match(value.strip())
+    return match.group(1) if match else None
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else number
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return clean_text(value if isinstance(value, str) else str(value))
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _tiebreak(changelog_id: Any) -> str:
+    text = str(changelog_id) if changelog_id is not None else ""
+    return text.zfill(20) if text.isdigit() else text
+
+
+def _hash_id(*parts: Any) -> str:
+    joined = "|".join("" if part is None else str(part) for part in parts)
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]

@@ -1,0 +1,86 @@
+"""Ingest, pure logic: one raw upstream record → a change, a counted pass-over, or a rejection.
+
+No I/O here. `ingest()` never raises for any input bytes: every outcome is a value, so the
+wiring can publish, count or dead-letter it and move on.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from processors.ingest import jira
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+
+__all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Rejected", "dead_letter",
+           "ingest"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as read from an upstream topic (`topic` is the unprefixed registry name)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes | None] = field(default_factory=dict)
+    # The topic's real name, with BOXSYNC_TOPIC_PREFIX (empty: the same as `topic`).
+    full_topic: str = ""
+
+    @property
+    def topic_name(self) -> str:
+        return self.full_topic or self.topic
+
+    def header(self, name: str) -> str | None:
+        raw = self.headers.get(name)
+        return raw.decode("utf-8", "replace") if raw else None
+
+
+def ingest(record: RawRecord, config: IngestConfig) -> Accepted | PassedOver | Rejected:
+    """Decode and normalize one raw record."""
+    value = record.value
+    if value is None or not value.strip():
+        return Rejected("empty_body", "the record has no value")
+    if len(value) > config.max_event_bytes:
+        return Rejected("too_large",
+                        f"body of {len(value)} bytes exceeds BOXSYNC_MAX_EVENT_BYTES="
+                        f"{config.max_event_bytes}")
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        return Rejected("invalid_json", f"not valid JSON: {exc}")
+    if not isinstance(body, dict):
+        return Rejected("not_an_object", f"expected a JSON object, got {type(body).__name__}")
+    if record.topic == "jira.events":
+        return jira.normalize(body, record, config)
+    return PassedOver("unsupported_topic", record.topic)
+
+
+def dead_letter(record: RawRecord, rejected: Rejected, processor: str,
+                now: datetime) -> dict[str, Any]:
+    """The `DeadLetter` message (contract §2) for a rejected record."""
+    return {
+        "schema_version": 1,
+        "source_topic": record.topic_name,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
+        "value": base64.b64encode(record.value).decode() if record.value is not None else None,
+        "headers": {name: (raw.decode("utf-8", "replace") if raw is not None else None)
+                    for name, raw in record.headers.items()},
+        "error": {"type": rejected.reason, "message": rejected.message},
+        "processor": processor,
+        "at": iso_utc(now),
+    }
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`, milliseconds kept (the contract's timestamp form)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,40 @@
+"""The three outcomes of ingesting one record, and the configuration ingest needs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    max_event_bytes: int = 1024 * 1024
+    default_jira_site: str | None = None
+    field_map: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A normalized `ChangeEvent` (as a dict ready for orjson), keyed by its task id."""
+
+    task_id: str
+    change: dict[str, Any]
+    source: str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOver:
+    """A valid upstream record that boxsync does not act on; counted with its reason."""
+
+    reason: str
+    event: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot be processed; it becomes a dead letter with this reason."""
+
+    reason: str
+    message: str

@@ -1,0 +1,87 @@
+"""The one metrics module (contract §9): every boxsync metric, created on an injected registry.
+
+Names follow Prometheus practice: `_total` for counters, base units (seconds), and no label
+with a per-task or per-user value. Tests build `Metrics(CollectorRegistry())` to start at zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# `_created` samples double every series for no use on a dashboard.
+disable_created_metrics()
+
+COLLAPSE_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 50, 100)
+DELAY_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 300)
+RUN_BUCKETS = (1, 5, 15, 60, 300, 900, 3600)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    registry: CollectorRegistry
+    events_consumed: Counter
+    events_dead_lettered: Counter
+    events_passed_over: Counter
+    events_duplicate: Counter
+    events_late: Counter
+    task_updates_emitted: Counter
+    updates_filtered: Counter
+    collapse_ratio: Histogram
+    emit_delay: Histogram
+    sync_runs: Counter
+    sync_run_duration: Histogram
+    boxes: Gauge
+    commands: Counter
+    okr_updates: Counter
+    text_sanitized: Counter
+    stage_errors: Counter
+    open_windows: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        reg = registry if registry is not None else CollectorRegistry()
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"boxsync_{name}", doc, labels, registry=reg)
+
+        return cls(
+            registry=reg,
+            events_consumed=counter("events_consumed", "Upstream events read, by source and "
+                                    "event name", ("source", "event")),
+            events_dead_lettered=counter("events_dead_lettered", "Records sent to "
+                                         "sync.deadletter, by source and reason",
+                                         ("source", "reason")),
+            events_passed_over=counter("events_passed_over", "Valid upstream records boxsync "
+                                       "does not act on, by source and reason",
+                                       ("source", "reason")),
+            events_duplicate=counter("events_duplicate", "Deliveries seen before and applied "
+                                     "once", ("source",)),
+            events_late=counter("events_late", "Changes that arrived after their window "
+                                "closed", ("source",)),
+            task_updates_emitted=counter("task_updates_emitted", "TaskUpdates published",
+                                         ("sync_type", "op")),
+            updates_filtered=counter("updates_filtered", "Updates not emitted, by the first "
+                                     "reason that stopped them", ("reason",)),
+            collapse_ratio=Histogram("boxsync_collapse_ratio", "Change events per update",
+                                     buckets=COLLAPSE_BUCKETS, registry=reg),
+            emit_delay=Histogram("boxsync_emit_delay_seconds", "From reading a window's last "
+                                 "change to emitting its update", buckets=DELAY_BUCKETS,
+                                 registry=reg),
+            sync_runs=counter("sync_runs", "Full and incremental sync runs, by outcome",
+                              ("sync_type", "outcome")),
+            sync_run_duration=Histogram("boxsync_sync_run_duration_seconds", "Sync run "
+                                        "duration", ("sync_type",), buckets=RUN_BUCKETS,
+                                        registry=reg),
+            boxes=Gauge("boxsync_boxes", "Boxes by sync state", ("sync_state",), registry=reg),
+            commands=counter("commands", "Sync commands handled, by type and outcome",
+                             ("type", "outcome")),
+            okr_updates=counter("okr_updates", "KeyResultProgress messages published"),
+            text_sanitized=counter("text_sanitized", "Events whose text was cleaned of NUL, "
+                                   "control characters or lone surrogates", ("source",)),
+            stage_errors=counter("stage_errors", "Errors that restarted a processing stage "
+                                 "(its uncommitted batch is re-read)", ("stage",)),
+            open_windows=Gauge("boxsync_open_windows", "Collapse windows open in memory",
+                               registry=reg),
+        )

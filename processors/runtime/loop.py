@@ -1,0 +1,156 @@
+"""A transactional consume → transform → produce loop on confluent-kafka.
+
+Each hot-path stage (ingest, collapse) runs on one of these in a thread of the worker. Per
+batch: consume up to `batch_size` records, let the stage turn them into outputs, make the
+stage's side effects durable (`persist`, e.g. the PostgreSQL cache, idempotent), then publish
+the outputs and commit the input offsets in one Kafka transaction. A kill -9 anywhere leaves
+either the whole batch committed or none of it; the re-read batch gives the same outputs.
+
+Any unexpected error ends the session: the open transaction is aborted, the stage drops its
+in-memory state, and a new session re-reads from the committed offsets after a back-off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from processors.logs import event
+
+log = logging.getLogger("boxsync.loop")
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+
+
+class Stage(Protocol):
+    name: str
+
+    def topics(self) -> list[str]: ...
+    def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None: ...
+    def revoked(self, partitions: list[TopicPartition]) -> None: ...
+    def handle(self, messages: Sequence[Message], now: float) -> list[Output]: ...
+    def tick(self, now: float) -> list[Output]: ...
+    def offsets(self) -> list[TopicPartition]: ...
+    def persist(self, outputs: list[Output]) -> None: ...
+    def committed(self, outputs: list[Output], now: float) -> None: ...
+    def reset(self) -> None: ...
+
+
+class TransactionalLoop:
+    def __init__(self, stage: Stage, consumer_config: dict[str, Any],
+                 producer_config: dict[str, Any], *, on_error: Callable[[str], None],
+                 clock: Callable[[], float] = time.time, batch_size: int = 5000,
+                 poll_timeout: float = 0.2, backoff: float = 2.0) -> None:
+        self.stage = stage
+        self._consumer_config = consumer_config
+        self._producer_config = producer_config
+        self._on_error = on_error
+        self._clock = clock
+        self._batch_size = batch_size
+        self._poll_timeout = poll_timeout
+        self._backoff = backoff
+        self.last_beat = 0.0  # wall time of the last completed iteration (for /readyz)
+        self.assigned_once = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Run sessions until `stop` is set; an error restarts the session after a back-off."""
+        while not stop.is_set():
+            try:
+                self._session(stop)
+            except Exception as exc:
+                self._on_error(self.stage.name)
+                event(log, logging.ERROR, "stage failed; re-reading from committed offsets",
+                      stage=self.stage.name, error=f"{type(exc).__name__}: {exc}",
+                      retry_in_seconds=self._backoff)
+                self.stage.reset()
+                stop.wait(self._backoff)
+
+    def _session(self, stop: threading.Event) -> None:
+        producer = Producer(self._producer_config)
+        producer.init_transactions(30)
+        consumer = Consumer(self._consumer_config)
+        committed: dict[tuple[str, int], tuple[int, str | None]] = {}
+
+        def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
+            self.stage.assigned(c, partitions)
+            self.assigned_once = True
+
+        def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
+            self.stage.revoked(partitions)
+            for tp in partitions:
+                committed.pop((tp.topic, tp.partition), None)
+
+        consumer.subscribe(self.stage.topics(), on_assign=on_assign, on_revoke=on_revoke,
+                           on_lost=on_revoke)
+        try:
+            while not stop.is_set():
+                messages = consumer.consume(self._batch_size, self._poll_timeout)
+                records = [m for m in messages if not _skippable_error(m)]
+                now = self._clock()
+                outputs = self.stage.handle(records, now) if records else []
+                outputs += self.stage.tick(now)
+                offsets = [tp for tp in self.stage.offsets()
+                           if committed.get((tp.topic, tp.partition))
+                           != (tp.offset, tp.metadata)]
+                if outputs or offsets:
+                    self._commit(producer, consumer, outputs, offsets)
+                    for tp in offsets:
+                        committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
+                    self.stage.committed(outputs, now)
+                self.last_beat = now
+        finally:
+            _close_quietly(consumer)
+
+    def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Output],
+                offsets: list[TopicPartition]) -> None:
+        self.stage.persist(outputs)
+        producer.begin_transaction()
+        try:
+            for output in outputs:
+                _produce(producer, output)
+            if offsets:
+                producer.send_offsets_to_transaction(
+                    offsets, consumer.consumer_group_metadata(), 30)
+            producer.commit_transaction(60)
+        except KafkaException:
+            # Whatever failed, this batch is not committed; the next session re-reads it.
+            with contextlib.suppress(KafkaException):
+                producer.abort_transaction(30)
+            raise
+
+
+def _produce(producer: Producer, output: Output) -> None:
+    while True:
+        try:
+            producer.produce(output.topic, value=output.value, key=output.key,
+                             headers=output.headers)
+            return
+        except BufferError:
+            producer.poll(0.05)  # the local queue is full: let deliveries drain
+
+
+def _skippable_error(message: Message) -> bool:
+    error = message.error()
+    if error is None:
+        return False
+    if error.code() == KafkaError._PARTITION_EOF:
+        return True
+    raise KafkaException(error)
+
+
+def _close_quietly(consumer: Consumer) -> None:
+    with contextlib.suppress(KafkaException, RuntimeError):
+        consumer.close()

@@ -1,0 +1,67 @@
+"""Checks before a worker starts: each failure is one line that names the address and the fix."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+from psycopg import OperationalError
+from psycopg.conninfo import conninfo_to_dict
+
+from processors.errors import BoxsyncError, UnavailableError
+from processors.settings import Settings
+from processors.store import db
+from schemas.topics import ALL_TOPICS
+
+
+def kafka_metadata(settings: Settings, timeout: float = 5) -> ClusterMetadata:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
+                         # fail fast instead of retrying forever against a closed port
+                         "socket.connection.setup.timeout.ms": int(timeout * 1000)})
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise UnavailableError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc.args[0].str()}); "
+            "start it with `boxsync stack up` or set BOXSYNC_KAFKA_BOOTSTRAP") from None
+
+
+def check_topics(settings: Settings, metadata: ClusterMetadata) -> None:
+    """Every topic exists, and every task-keyed topic has the same partition count."""
+    missing = [spec.full_name(settings.topic_prefix) for spec in ALL_TOPICS
+               if spec.full_name(settings.topic_prefix) not in metadata.topics]
+    if missing:
+        raise BoxsyncError(f"missing topics {', '.join(missing)}; run `boxsync topics create`")
+    counts = {spec.name: len(metadata.topics[spec.full_name(settings.topic_prefix)].partitions)
+              for spec in ALL_TOPICS if spec.keyed_by_task}
+    if len(set(counts.values())) > 1:
+        raise BoxsyncError(f"task-keyed topics differ in partition count {counts}; they must "
+                           "match so that a task stays on one partition")
+
+
+def describe_database(url: str) -> str:
+    """host:port/dbname of a connection URL, without user or password."""
+    try:
+        info = conninfo_to_dict(url)
+    except Exception:
+        return "the configured database"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def check_database(url: str) -> None:
+    """Reachable and migrated."""
+    check_database_reachable(url)
+    pending = db.pending(url)
+    if pending:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+        raise BoxsyncError(f"database migrations not applied ({names}); run `boxsync db migrate`")
+
+
+def check_database_reachable(url: str) -> None:
+    try:
+        with db.connect(url, autocommit=True, timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnavailableError(
+            f"cannot reach PostgreSQL at {describe_database(url)} ({first_line}); "
+            "start it with `boxsync stack up` or set BOXSYNC_DATABASE_URL") from None

@@ -1,0 +1,109 @@
+"""The one frozen settings object, read from `BOXSYNC_*` environment variables (contract §8).
+
+It is built once at the entry point (`boxsync ...`) and passed down; nothing else reads
+`os.environ`. Secrets are `SecretStr`, so they print as `**********` in logs and reprs.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "BOXSYNC_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message names the variable and what is wrong."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    database_url: SecretStr | None = None
+    jira_site: str | None = None
+    topic_prefix: str = ""
+    partitions: int = Field(4, ge=1, le=256)
+    collapse_interval_seconds: int = Field(5, ge=1, le=10)
+    grace_seconds: float = Field(1.0, ge=0, le=60)
+    tenant_timezone: str = "UTC"
+    cache_ttl_hours: int = Field(24, ge=1)
+    jira_field_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    jira_webhook_secret: SecretStr | None = None
+    trello_app_secret: SecretStr | None = None
+    trello_callback_url: str | None = None
+    max_event_bytes: int = Field(1024 * 1024, ge=1024)
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_bind: str = "127.0.0.1"
+    jira_base_url: str | None = None
+    jira_email: str | None = None
+    jira_api_token: SecretStr | None = None
+    jira_pat: SecretStr | None = None
+    trello_key: str | None = None
+    trello_token: SecretStr | None = None
+    # Where `boxsync stack` keeps the broker, the embedded database and their logs.
+    local_dir: Path = Path(".local")
+    # Names this worker's transactional producers; stable across restarts so that a restarted
+    # worker fences and aborts the transaction its killed predecessor left open.
+    instance_id: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("tenant_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC)") from exc
+        return value
+
+    @field_validator("jira_field_map", mode="before")
+    @classmethod
+    def _parse_field_map(cls, value: object) -> object:
+        """`customfield_10015=start_date,customfield_10016=story_points` → a dict."""
+        if not isinstance(value, str):
+            return value
+        mapping: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            source, sep, target = pair.partition("=")
+            if not sep or not source.strip() or not target.strip():
+                raise ValueError(f"expected id=field pairs separated by commas, got {pair!r}")
+            mapping[source.strip()] = target.strip()
+        return mapping
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        for address in value.split(","):
+            host, sep, port = address.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+    @property
+    def kafka_port(self) -> int:
+        """The port the local broker listens on: the first bootstrap address's."""
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def worker_instance(self) -> str:
+        return self.instance_id or f"{socket.gethostname()}-{self.web_port}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation error into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else ENV_PREFIX
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("bad setting " + "; ".join(problems)) from None

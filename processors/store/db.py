@@ -1,0 +1,69 @@
+"""PostgreSQL connections and versioned migrations (`boxsync db migrate`).
+
+Migrations are the files `processors/store/migrations/NNNN_name.sql`, applied in order, each in
+its own transaction, recorded in `schema_migrations`; an advisory lock keeps two workers from
+migrating at once. Applying them again does nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x626F7873  # "boxs"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = 5) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)))
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for entry in resources.files("processors.store").joinpath("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found, key=lambda migration: migration.version)
+
+
+def migrate(url: str) -> list[Migration]:
+    """Apply the migrations not applied yet; returns those applied now."""
+    applied_now = []
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                version integer PRIMARY KEY, name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())""")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations():
+                if migration.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                                 (migration.version, migration.name))
+                applied_now.append(migration)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return applied_now
+
+
+def pending(url: str) -> list[Migration]:
+    with connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        done = set()
+        if exists and exists[0]:
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [m for m in migrations() if m.version not in done]

@@ -1,0 +1,60 @@
+"""Integration fixtures: the real local stack, a fresh topic prefix per test, worker processes.
+
+The stack is started by `make test` (and started here if it is not running, so that plain
+`pytest tests/integration` works too); nothing here stops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from processors.settings import Settings, load_settings
+from processors.stack.postgres import resolve_database_url
+from processors.stack.services import stack_up
+from processors.store import db
+from tests.support.kafka import ROOT, WorkerProcess, create_topics, unique_prefix, worker_env
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    settings = load_settings()
+    if not settings.local_dir.is_absolute():
+        settings = settings.model_copy(update={"local_dir": ROOT / settings.local_dir})
+    stack_up(settings, echo=lambda _line: None)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def database_url(base_settings: Settings) -> str:
+    url = resolve_database_url(base_settings)
+    db.migrate(url)
+    return url
+
+
+@pytest.fixture
+def settings(base_settings: Settings, database_url: str) -> Settings:
+    """Settings of one test: its own topics (unique prefix), short windows, two partitions."""
+    settings = base_settings.model_copy(update={
+        "topic_prefix": unique_prefix(), "collapse_interval_seconds": 2, "grace_seconds": 0.5,
+        "partitions": 2})
+    create_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[object]:
+    """`start_worker(settings, **env)` starts a worker; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings, **extra_env: str) -> WorkerProcess:
+        env = worker_env(settings, **extra_env)
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(workers)}.log")
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()

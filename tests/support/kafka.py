@@ -1,0 +1,152 @@
+"""Real-broker helpers for integration tests: topics, publishing, reading, a worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from processors.settings import Settings
+from schemas.topics import ALL_TOPICS, by_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def unique_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def create_topics(settings: Settings) -> None:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    futures = admin.create_topics([
+        NewTopic(spec.full_name(settings.topic_prefix), settings.partitions, -1,
+                 config=spec.config()) for spec in ALL_TOPICS])
+    for future in futures.values():
+        future.result()
+
+
+def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[str, Any]],
+            headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    topic = by_name(topic_name).full_name(settings.topic_prefix)
+    for body in bodies:
+        value = body if isinstance(body, bytes) else orjson.dumps(body)
+        producer.produce(topic, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+
+def read_topic(settings: Settings, topic_name: str, *, expect: int = 0,
+               timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
+    """Committed records of a topic from the start: wait until `expect` are there, then
+    `settle` seconds more (to catch a duplicate that must not come)."""
+    topic = by_name(topic_name).full_name(settings.topic_prefix)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    metadata = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, -2) for p in metadata.topics[topic].partitions])
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            if settle_until is None and len(found) >= expect:
+                settle_until = time.monotonic() + settle
+            if settle_until is not None and time.monotonic() >= settle_until:
+                break
+            message = consumer.poll(0.2)
+            if message is not None and not message.error():
+                found.append(orjson.loads(message.value()))
+    finally:
+        consumer.close()
+    return found
+
+
+class WorkerProcess:
+    """`boxsync worker` as a user runs it, in its own process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.env["BOXSYNC_WEB_PORT"])
+
+    def start(self, ready_timeout: float = 90) -> WorkerProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "processors.cli.main", "worker"], cwd=ROOT,
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + ready_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited {self.process.returncode}; "
+                                     f"log: {self.log_path.read_text()[-3000:]}")
+            if self.http("/readyz")[0] == 200:
+                return self
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready; log: {self.log_path.read_text()[-3000:]}")
+
+    def http(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}",
+                                        timeout=3) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {
+        "BOXSYNC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "BOXSYNC_TOPIC_PREFIX": settings.topic_prefix,
+        "BOXSYNC_PARTITIONS": str(settings.partitions),
+        "BOXSYNC_COLLAPSE_INTERVAL_SECONDS": str(settings.collapse_interval_seconds),
+        "BOXSYNC_GRACE_SECONDS": str(settings.grace_seconds),
+        "BOXSYNC_WEB_PORT": str(free_port()),
+        "BOXSYNC_INSTANCE_ID": settings.topic_prefix.rstrip("."),
+        "BOXSYNC_LOCAL_DIR": str(settings.local_dir),
+        "BOXSYNC_LOG_FORMAT": "json",
+    }
+    if settings.database_url is not None:
+        env["BOXSYNC_DATABASE_URL"] = settings.database_url.get_secret_value()
+    env.update(extra)
+    return env

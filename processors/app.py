@@ -2,47 +2,52 @@
 
 faust runs what it does well here: the process lifecycle and signals, the web server
 (`/healthz`, `/readyz`, `/metrics`), and later the low-volume agents. The high-volume hops
-(raw events → changes → updates) run as transactional confluent-kafka loops in threads of
-this process, because faust's per-event machinery costs about 30 times a batch loop.
+(raw events → changes → updates) run as transactional confluent-kafka loops, one child
+process per stage (processors.runtime.stage_process), because faust's per-event machinery
+costs about 30 times a batch loop, and because two processes use two cores.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
 import faust
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from processors.collapse.agents import CollapseStage
 from processors.ingest.agents import IngestStage
 from processors.metrics import Metrics
 from processors.runtime.kafka import consumer_config, group_id, producer_config
 from processors.runtime.loop import TransactionalLoop
+from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
 from processors.store import db
 
 READY_BEAT_SECONDS = 15
 
 
-def build_loops(settings: Settings, metrics: Metrics, database_url: str
-                ) -> list[TransactionalLoop]:
-    """The hot-path stages, each on its own transactional loop."""
-    def on_error(stage: str) -> None:
-        metrics.stage_errors.labels(stage).inc()
-
-    loops = []
-    for stage in (IngestStage(settings, metrics),
-                  CollapseStage(settings, metrics, database_url)):
-        transactional_id = (f"{settings.topic_prefix}boxsync-{stage.name}-"
-                            f"{settings.worker_instance}")
-        loops.append(TransactionalLoop(
-            stage, consumer_config(settings, group_id(settings, stage.name)),
-            producer_config(settings, transactional_id), on_error=on_error))
-    return loops
+def build_loop(process_name: str, settings: Settings, metrics: Metrics,
+               database_url: str) -> TransactionalLoop:
+    """One hot-path stage on its transactional loop, for the stage process `process_name`
+    (`ingest`, `ingest.2`, `collapse`: the stage, and which of its processes)."""
+    stage: IngestStage | CollapseStage
+    stage_name = process_name.split(".")[0]
+    if stage_name == "ingest":
+        stage = IngestStage(settings, metrics)
+    elif stage_name == "collapse":
+        stage = CollapseStage(settings, metrics, database_url)
+    else:
+        raise ValueError(f"unknown stage {stage_name!r}")
+    # Stable per process across restarts, distinct between processes: a restarted process
+    # fences its killed predecessor, and two processes never fence each other.
+    transactional_id = f"{settings.topic_prefix}boxsync-{process_name}-{settings.worker_instance}"
+    return TransactionalLoop(
+        stage, consumer_config(settings, group_id(settings, stage.name)),
+        producer_config(settings, transactional_id),
+        on_error=lambda name: metrics.stage_errors.labels(name).inc())
 
 
 def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust.App:
@@ -59,27 +64,20 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
     )
-    loops = build_loops(settings, metrics, database_url)
+    ingest = ["ingest"] + [f"ingest.{n}" for n in range(2, settings.ingest_processes + 1)]
+    supervisor = StageSupervisor(settings, database_url, (*ingest, "collapse"))
+    exposition = CollectorRegistry(auto_describe=True)
+    exposition.register(MergedMetrics(metrics.registry, supervisor))
 
     @app.service
     class HotPath(Service):
-        """Starts the stage loops in threads and stops them with the worker."""
-
-        def __post_init__(self) -> None:
-            self._stop = threading.Event()
-            self._threads: list[threading.Thread] = []
+        """Starts the stage processes with the worker and stops them with it."""
 
         async def on_start(self) -> None:
-            for loop in loops:
-                thread = threading.Thread(target=loop.run, args=(self._stop,),
-                                          name=f"boxsync-{loop.stage.name}", daemon=True)
-                thread.start()
-                self._threads.append(thread)
+            supervisor.start()
 
         async def on_stop(self) -> None:
-            self._stop.set()
-            for thread in self._threads:
-                await asyncio.to_thread(thread.join, 20)
+            await asyncio.to_thread(supervisor.stop)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -87,7 +85,7 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
 
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
-        problems = _loop_problems(loops)
+        problems = supervisor.problems(time.time(), READY_BEAT_SECONDS)
         try:
             await asyncio.to_thread(_ping_database, database_url)
         except Exception as exc:
@@ -97,21 +95,10 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
-        body = generate_latest(metrics.registry)
+        body = generate_latest(exposition)
         return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
-
-
-def _loop_problems(loops: list[TransactionalLoop]) -> list[str]:
-    now = time.time()
-    problems = []
-    for loop in loops:
-        if not loop.assigned_once:
-            problems.append(f"{loop.stage.name}: waiting for partitions")
-        elif now - loop.last_beat > READY_BEAT_SECONDS:
-            problems.append(f"{loop.stage.name}: no progress for {now - loop.last_beat:.0f}s")
-    return problems
 
 
 def _ping_database(database_url: str) -> None:

@@ -35,9 +35,9 @@ class Metrics:
     boxes: Gauge
     commands: Counter
     okr_updates: Counter
-    text_sanitized: Counter
     stage_errors: Counter
     open_windows: Gauge
+    changes_closed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -78,10 +78,11 @@ class Metrics:
             commands=counter("commands", "Sync commands handled, by type and outcome",
                              ("type", "outcome")),
             okr_updates=counter("okr_updates", "KeyResultProgress messages published"),
-            text_sanitized=counter("text_sanitized", "Events whose text was cleaned of NUL, "
-                                   "control characters or lone surrogates", ("source",)),
             stage_errors=counter("stage_errors", "Errors that restarted a processing stage "
                                  "(its uncommitted batch is re-read)", ("stage",)),
             open_windows=Gauge("boxsync_open_windows", "Collapse windows open in memory",
                                registry=reg),
+            changes_closed=counter("changes_closed", "Change events in closed windows, by "
+                                   "outcome (emitted in an update, or dropped with it)",
+                                   ("outcome",)),
         )

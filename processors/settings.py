@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     jira_site: str | None = None
     topic_prefix: str = ""
     partitions: int = Field(4, ge=1, le=256)
+    # Ingest is the CPU-heaviest stage; more processes share the raw topics' partitions.
+    ingest_processes: int = Field(2, ge=1, le=16)
     collapse_interval_seconds: int = Field(5, ge=1, le=10)
     grace_seconds: float = Field(1.0, ge=0, le=60)
     tenant_timezone: str = "UTC"

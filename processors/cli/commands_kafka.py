@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from tqdm import tqdm
 
@@ -93,7 +93,7 @@ def publish(obj: CliContext, topic_name: str, key: str | None, headers: tuple[st
     target = by_name(topic_name).full_name(settings.topic_prefix)
     failures: list[str] = []
 
-    def delivered(err: object, _msg: object) -> None:
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             failures.append(str(err))
 
@@ -160,7 +160,7 @@ def _records(files: list[Path], lines: bool) -> Iterator[bytes]:
             yield data
 
 
-def _header(item: str) -> tuple[str, bytes]:
+def _header(item: str) -> tuple[str, str | bytes | None]:
     name, sep, value = item.partition("=")
     if not sep or not name:
         raise BoxsyncError(f"--header takes NAME=VALUE, got {item!r}")
@@ -168,7 +168,8 @@ def _header(item: str) -> tuple[str, bytes]:
 
 
 def _produce(producer: Producer, topic: str, value: bytes, key: str | None,
-             headers: list[tuple[str, bytes]], on_delivery: object) -> None:
+             headers: list[tuple[str, str | bytes | None]],
+             on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
     while True:
         try:
             producer.produce(topic, value=value, key=key, headers=headers or None,

@@ -36,7 +36,13 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from processors.cli import commands_db, commands_kafka, commands_stack, commands_worker
+    from processors.cli import (
+        commands_db,
+        commands_demo,
+        commands_kafka,
+        commands_stack,
+        commands_worker,
+    )
 
     cli.add_command(commands_stack.stack)
     cli.add_command(commands_kafka.topics)
@@ -45,6 +51,7 @@ def _register() -> None:
     cli.add_command(commands_db.db_group)
     cli.add_command(commands_db.task)
     cli.add_command(commands_worker.worker)
+    cli.add_command(commands_demo.demo)
 
 
 _register()

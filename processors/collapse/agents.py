@@ -35,6 +35,7 @@ from processors.logs import event
 from processors.metrics import Metrics
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
+from processors.runtime.records import raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
 from schemas.topics import SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES
@@ -96,15 +97,16 @@ class CollapseStage:
         outputs: list[Output] = []
         parsed: list[tuple[PartitionState, Change]] = []
         for message in messages:
-            state = self._partitions.get(message.partition())
+            state = self._partitions.get(message.partition() or 0)
             if state is None:
                 continue
-            state.next_offset = message.offset() + 1
+            offset = message.offset() or 0
+            state.next_offset = offset + 1
             try:
-                change = Change.from_message(orjson.loads(message.value() or b""),
-                                             message.offset())
+                change = Change.from_message(orjson.loads(message.value() or b""), offset)
             except (ValueError, KeyError, TypeError) as exc:
-                outputs.append(self._dead_letter(message, exc, now))
+                outputs.append(self._dead_letter(raw_record(message, SYNC_CHANGES.name), exc,
+                                                 now))
                 continue
             parsed.append((state, change))
         self._ensure_memories({change.task_id for _, change in parsed})
@@ -141,7 +143,9 @@ class CollapseStage:
         for emitted in self._emitted:
             if emitted.update is None:
                 metrics.updates_filtered.labels(emitted.dropped_reason or "stale").inc()
+                metrics.changes_closed.labels("dropped").inc(emitted.collapsed)
                 continue
+            metrics.changes_closed.labels("emitted").inc(emitted.collapsed)
             metrics.task_updates_emitted.labels("partial", emitted.update["op"]).inc()
             metrics.collapse_ratio.observe(emitted.collapsed)
             metrics.emit_delay.observe(emitted.emit_delay)
@@ -201,12 +205,8 @@ class CollapseStage:
             self._conn = db.connect(self._database_url, autocommit=True)
         return self._conn
 
-    def _dead_letter(self, message: Message, exc: Exception, now: float) -> Output:
-        record = RawRecord(topic=SYNC_CHANGES.name, partition=message.partition(),
-                           offset=message.offset(), key=message.key(), value=message.value(),
-                           headers={k: v for k, v in message.headers() or ()},
-                           full_topic=self._input)
+    def _dead_letter(self, record: RawRecord, exc: Exception, now: float) -> Output:
         reason = Rejected("invalid_change", f"{type(exc).__name__}: {exc}")
         self._counts[("dead", reason.reason)] += 1
         letter = dead_letter(record, reason, self.name, datetime.fromtimestamp(now, tz=UTC))
-        return Output(self._dead_topic, message.key(), orjson.dumps(letter))
+        return Output(self._dead_topic, record.key, orjson.dumps(letter))

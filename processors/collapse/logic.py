@@ -20,6 +20,7 @@ nothing here does I/O or reads a clock: `now` is passed in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import math
@@ -164,9 +165,10 @@ class PartitionWindows:
         time the oldest open window was opened (where a restart looks for emitted updates)."""
         if not self.windows:
             return next_offset, None
-        oldest = min(self.windows.values(), key=lambda window: window.first_offset)
-        return min(oldest.first_offset, next_offset), min(
-            window.opened_wall for window in self.windows.values())
+        # Windows are opened in offset order (a late window too: at its change's offset) and
+        # a dict keeps insertion order through deletions, so the first one is the oldest.
+        oldest = next(iter(self.windows.values()))
+        return min(oldest.first_offset, next_offset), oldest.opened_wall
 
     def _open(self, task_id: str, start: float, offset: int, now: float) -> OpenWindow:
         window = OpenWindow(task_id, start, start + self.interval, offset, now, now)
@@ -235,7 +237,9 @@ def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
     return hashlib.sha256(f"{task_id}|{sync_type}|{anchor}".encode()).hexdigest()[:32]
 
 
+@functools.lru_cache(maxsize=4096)
 def iso(epoch_seconds: float) -> str:
+    """ISO-8601 UTC with milliseconds; cached, since many updates share window boundaries."""
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

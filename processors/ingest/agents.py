@@ -20,13 +20,13 @@ from processors.ingest.logic import (
     Accepted,
     IngestConfig,
     PassedOver,
-    RawRecord,
     dead_letter,
     ingest,
 )
 from processors.metrics import Metrics
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
+from processors.runtime.records import raw_record
 from processors.settings import Settings
 from schemas.topics import JIRA_EVENTS, SYNC_CHANGES, SYNC_DEADLETTER, TRELLO_EVENTS
 
@@ -62,11 +62,7 @@ class IngestStage:
         outputs = []
         moment = datetime.fromtimestamp(now, tz=UTC)
         for message in messages:
-            name = message.topic()
-            record = RawRecord(
-                topic=self._inputs[name], partition=message.partition(),
-                offset=message.offset(), key=message.key(), value=message.value(),
-                headers={k.lower(): v for k, v in message.headers() or ()}, full_topic=name)
+            record = raw_record(message, self._inputs[message.topic() or ""])
             source = _SOURCES[record.topic]
             result = ingest(record, self._config)
             if isinstance(result, Accepted):
@@ -82,7 +78,7 @@ class IngestStage:
                                       [("x-boxsync-error", result.reason.encode())]))
                 self._pending[("consumed", source, "undecodable")] += 1
                 self._pending[("dead_lettered", source, result.reason)] += 1
-            self._positions[(name, record.partition)] = record.offset + 1
+            self._positions[(record.topic_name, record.partition)] = record.offset + 1
         return outputs
 
     def tick(self, now: float) -> list[Output]:

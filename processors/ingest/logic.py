@@ -21,7 +21,8 @@ __all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Rejected", "d
            "ingest"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ costs a setattr call per field, per event.
+@dataclass(slots=True)
 class RawRecord:
     """A record as read from an upstream topic (`topic` is the unprefixed registry name)."""
 

@@ -30,6 +30,8 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         "heartbeat.interval.ms": 1500,
         "fetch.wait.max.ms": 100,
         "partition.assignment.strategy": "range",
+        # librdkafka prefetches up to 64 MiB per consumer by default; a few batches suffice.
+        "queued.max.messages.kbytes": 16384,
     }
     config.update(extra)
     return config

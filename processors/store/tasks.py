@@ -12,21 +12,37 @@ from typing import Any
 
 import orjson
 import psycopg
-from psycopg.types.json import Jsonb
 
 from processors.collapse.logic import TaskMemory
 
-_UPSERT = """
-INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_times, last_author,
+_COLUMNS = """task_id text, source text, source_key text, project text, fields jsonb,
+              field_times jsonb, oldest_time float8, newest_time float8, author jsonb,
+              source_updated_at timestamptz, deleted boolean, closed_until float8,
+              update_id text"""
+
+# Live updates come in order, so every incoming field is at least as new as everything
+# stored and `||` is the merge; a late or replayed update takes the per-field merge.
+# INSERT ... ON CONFLICT finds each row through the primary key (a join would scan).
+_UPSERT = f"""
+INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_times,
+                        newest_field_time, last_update_oldest_time, last_author,
                         source_updated_at, deleted, closed_until, last_update_id,
                         updates_applied)
-VALUES (%(task_id)s, %(source)s, %(source_key)s, %(project)s, %(fields)s, %(field_times)s,
-        %(author)s, %(source_updated_at)s, %(deleted)s, %(closed_until)s, %(update_id)s, 1)
+SELECT r.task_id, r.source, r.source_key, r.project, r.fields, r.field_times, r.newest_time,
+       r.oldest_time, r.author, r.source_updated_at, r.deleted, r.closed_until, r.update_id, 1
+  FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_COLUMNS})
 ON CONFLICT (task_id) DO UPDATE SET
     source_key = COALESCE(EXCLUDED.source_key, t.source_key),
     project = COALESCE(EXCLUDED.project, t.project),
-    fields = boxsync_merge_fields(t.fields, t.field_times, EXCLUDED.fields, EXCLUDED.field_times),
-    field_times = boxsync_merge_times(t.field_times, EXCLUDED.field_times),
+    fields = CASE WHEN EXCLUDED.last_update_oldest_time >= t.newest_field_time
+                  THEN t.fields || EXCLUDED.fields
+                  ELSE boxsync_merge_fields(t.fields, t.field_times, EXCLUDED.fields,
+                                            EXCLUDED.field_times) END,
+    field_times = CASE WHEN EXCLUDED.last_update_oldest_time >= t.newest_field_time
+                       THEN t.field_times || EXCLUDED.field_times
+                       ELSE boxsync_merge_times(t.field_times, EXCLUDED.field_times) END,
+    newest_field_time = GREATEST(t.newest_field_time, EXCLUDED.newest_field_time),
+    last_update_oldest_time = EXCLUDED.last_update_oldest_time,
     last_author = CASE WHEN t.source_updated_at IS NULL
                          OR EXCLUDED.source_updated_at >= t.source_updated_at
                        THEN EXCLUDED.last_author ELSE t.last_author END,
@@ -41,6 +57,10 @@ WHERE (NOT t.deleted OR EXCLUDED.deleted)
 """
 
 
+# JSON has no infinity; a huge time stands for "no field" and keeps the fast path.
+_FOREVER = 1e300
+
+
 def load_memories(conn: psycopg.Connection, task_ids: Iterable[str]) -> dict[str, TaskMemory]:
     """The collapse memory of every given task that the cache knows."""
     rows = conn.execute(
@@ -53,22 +73,32 @@ def load_memories(conn: psycopg.Connection, task_ids: Iterable[str]) -> dict[str
 
 def apply_updates(conn: psycopg.Connection,
                   applied: Sequence[tuple[dict[str, Any], dict[str, float], float]]) -> None:
-    """Upsert (update, field times, window end) triples in one transaction, in order."""
+    """Upsert (update, field times, window end) triples in one transaction; a task's updates
+    are applied in the order given."""
     if not applied:
         return
-    params = [{
-        "task_id": update["task_id"], "source": update["source"],
-        "source_key": update.get("source_key"), "project": update.get("project"),
-        "fields": Jsonb(update["changes"], dumps=_dumps),
-        "field_times": Jsonb({k: v for k, v in times.items() if k in update["changes"]},
-                             dumps=_dumps),
-        "author": Jsonb(update["author"], dumps=_dumps),
-        "source_updated_at": update["source_updated_at"],
-        "deleted": update["op"] == "delete", "closed_until": window_end,
-        "update_id": update["update_id"],
-    } for update, times, window_end in applied]
-    with conn.transaction(), conn.cursor() as cursor:
-        cursor.executemany(_UPSERT, params)
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for update, times, window_end in applied:
+        task_id = update["task_id"]
+        index = seen.get(task_id, 0)
+        seen[task_id] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        field_times = {k: v for k, v in times.items() if k in update["changes"]}
+        rounds[index].append({
+            "task_id": task_id, "source": update["source"],
+            "source_key": update.get("source_key"), "project": update.get("project"),
+            "fields": update["changes"], "field_times": field_times,
+            "oldest_time": min(field_times.values(), default=_FOREVER),
+            "newest_time": max(field_times.values(), default=-_FOREVER),
+            "author": update["author"], "source_updated_at": update["source_updated_at"],
+            "deleted": update["op"] == "delete", "closed_until": window_end,
+            "update_id": update["update_id"]})
+    with conn.transaction():
+        for rows in rounds:
+            params = {"rows": orjson.dumps(rows).decode()}
+            conn.execute(_UPSERT, params)
 
 
 def get_task(conn: psycopg.Connection, task_id: str) -> dict[str, Any] | None:
@@ -81,7 +111,3 @@ def get_task(conn: psycopg.Connection, task_id: str) -> dict[str, Any] | None:
         return None
     names = [column.name for column in cursor.description or ()]
     return dict(zip(names, row, strict=True))
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 
 from processors.settings import Settings
@@ -147,7 +148,13 @@ def test_kill_9_with_a_window_open_emits_it_once_after_restart(
     ])
     emitted = read_topic(settings, "task.updates", expect=1, timeout=20)
     assert [u["task_id"] for u in emitted] == [f"jira:{site}:500"], "B first, A still open"
+    assert first.process is not None
+    stage_processes = psutil.Process(first.process.pid).children()
+    assert len(stage_processes) >= 2
     first.kill9()
+    # The stage processes die with the worker: no orphan keeps consuming.
+    _, alive = psutil.wait_procs(stage_processes, timeout=10)
+    assert not alive, alive
 
     start_worker(settings)
     updates = read_topic(settings, "task.updates", expect=2, timeout=60, settle=4)

@@ -8,6 +8,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     fields            jsonb NOT NULL DEFAULT '{}'::jsonb,
     -- field name -> source time (epoch seconds) of the value held in `fields`
     field_times       jsonb NOT NULL DEFAULT '{}'::jsonb,
+    -- the newest of field_times: an update whose fields are all at least this new can be
+    -- merged with a plain `||` instead of field by field
+    newest_field_time double precision NOT NULL DEFAULT '-infinity',
+    -- the oldest field time of the last update applied (compared with newest_field_time)
+    last_update_oldest_time double precision,
     last_author       jsonb,
     source_updated_at timestamptz,
     deleted           boolean NOT NULL DEFAULT false,

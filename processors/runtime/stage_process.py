@@ -1,0 +1,214 @@
+"""Each hot-path stage in a child process of the worker, supervised by it.
+
+Why processes: the stages are CPU-bound Python, and in threads of one process they share one
+interpreter lock; in processes, ingest and collapse run on two cores at once.
+
+The child runs the stage's transactional loop and, every second, sends the parent a snapshot of
+its metrics and its health (partitions assigned, last loop beat). The parent serves the merged
+metrics at /metrics and the health at /readyz, restarts a child that died, and stops the
+children with the worker. A child dies with its parent (PR_SET_PDEATHSIG), so a kill -9 of the
+worker leaves no orphan consuming behind a restarted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import logging.config
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event as EventType
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
+
+from processors.logs import event, logging_config
+from processors.metrics import Metrics
+from processors.settings import Settings
+
+log = logging.getLogger("boxsync.stages")
+REPORT_SECONDS = 1.0
+RESTART_BACKOFF_SECONDS = 2.0
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class StageReport:
+    stage: str
+    metrics: list[Metric]
+    assigned: bool
+    last_beat: float
+
+
+@dataclass
+class StageProcess:
+    """The parent's handle on one stage's child process."""
+
+    stage: str
+    settings: Settings
+    database_url: str
+    reports: multiprocessing.Queue[StageReport]
+    process: multiprocessing.process.BaseProcess | None = None
+    stop_event: EventType | None = None
+    last_report: StageReport | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.stop_event = context.Event()
+        self.process = context.Process(
+            target=run_child, name=f"boxsync-{self.stage}", daemon=True,
+            args=(self.stage, self.settings, self.database_url, self.stop_event, self.reports))
+        self.process.start()
+        self.started_at = time.time()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.stop_event is not None:
+            self.stop_event.set()
+        if self.process is not None:
+            self.process.join(timeout)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(5)
+
+
+@dataclass
+class StageSupervisor:
+    """Starts the stage children, collects their reports, restarts the ones that die."""
+
+    settings: Settings
+    database_url: str
+    stages: tuple[str, ...] = ("ingest", "collapse")
+    children: dict[str, StageProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reports: multiprocessing.Queue[StageReport] = \
+            multiprocessing.get_context("spawn").Queue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        for stage in self.stages:
+            child = StageProcess(stage, self.settings, self.database_url, self._reports)
+            child.start()
+            self.children[stage] = child
+        self._thread = threading.Thread(target=self._watch, name="boxsync-supervisor",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for child in self.children.values():
+            child.stop()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def problems(self, now: float, beat_limit: float) -> list[str]:
+        found = []
+        for stage, child in self.children.items():
+            report = child.last_report
+            if not child.alive():
+                found.append(f"{stage}: process not running (restarted {child.restarts} times)")
+            elif report is None or not report.assigned:
+                found.append(f"{stage}: waiting for partitions")
+            elif now - report.last_beat > beat_limit:
+                found.append(f"{stage}: no progress for {now - report.last_beat:.0f}s")
+        return found
+
+    def metric_snapshots(self) -> list[list[Metric]]:
+        return [child.last_report.metrics for child in self.children.values()
+                if child.last_report is not None]
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(queue.Empty):
+                report = self._reports.get(timeout=REPORT_SECONDS)
+                self.children[report.stage].last_report = report
+            self._restart_dead()
+
+    def _restart_dead(self) -> None:
+        for stage, child in self.children.items():
+            if self._stopping.is_set() or child.alive():
+                continue
+            if time.time() - child.started_at < RESTART_BACKOFF_SECONDS:
+                continue
+            code = child.process.exitcode if child.process else None
+            event(log, logging.ERROR, "stage process died; restarting it", stage=stage,
+                  exit_code=code)
+            child.restarts += 1
+            child.start()
+
+
+class MergedMetrics:
+    """A prometheus collector: the worker's own metrics plus the children's, summed per
+    sample (counters and histograms add up across processes; each gauge is one stage's)."""
+
+    def __init__(self, own: CollectorRegistry, supervisor: StageSupervisor) -> None:
+        self._own = own
+        self._supervisor = supervisor
+
+    def collect(self) -> Iterable[Metric]:
+        first_seen: dict[str, Metric] = {}
+        sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+        for snapshot in (list(self._own.collect()), *self._supervisor.metric_snapshots()):
+            for family in snapshot:
+                first_seen.setdefault(family.name, family)
+                values = sums.setdefault(family.name, {})
+                for sample in family.samples:
+                    key = (sample.name, tuple(sorted(sample.labels.items())))
+                    values[key] = values.get(key, 0.0) + sample.value
+        merged = []
+        for name, family in first_seen.items():
+            total = Metric(name, family.documentation, family.type, family.unit)
+            for (sample_name, labels), value in sums[name].items():
+                total.add_sample(sample_name, dict(labels), value)
+            merged.append(total)
+        return merged
+
+
+def run_child(stage: str, settings: Settings, database_url: str, stop: EventType,
+              reports: multiprocessing.Queue[StageReport]) -> None:
+    """The child process: run one stage's loop until `stop`, reporting every second."""
+    _die_with_parent()
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    from processors.app import build_loop  # after the logging set-up; spawn re-imports
+
+    metrics = Metrics.create()
+    loop = build_loop(stage, settings, metrics, database_url)
+    local_stop = threading.Event()
+
+    def report() -> None:
+        while not local_stop.wait(REPORT_SECONDS):
+            if stop.is_set():
+                local_stop.set()
+            with contextlib.suppress(Exception):
+                reports.put_nowait(StageReport(stage, list(metrics.registry.collect()),
+                                               loop.assigned_once, loop.last_beat))
+
+    reporter = threading.Thread(target=report, name="boxsync-report", daemon=True)
+    reporter.start()
+    event(log, logging.INFO, "stage process started", stage=stage, pid=os.getpid())
+    loop.run(local_stop)
+    reporter.join(REPORT_SECONDS * 2)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent already died before prctl took effect
+        os._exit(1)

@@ -1,0 +1,58 @@
+"""The `tasks` cache on the real PostgreSQL: version-guarded, idempotent upserts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from processors.store import db, tasks
+
+pytestmark = pytest.mark.integration
+
+
+def update(task_id: str, update_id: str, changes: dict[str, Any], at: float,
+           op: str = "upsert", author: str = "alice") -> tuple[dict[str, Any], dict[str, float],
+                                                           float]:
+    return ({"task_id": task_id, "source": "jira", "source_key": "OPS-1", "project": "OPS",
+             "op": op, "changes": changes, "update_id": update_id,
+             "author": {"kind": "user", "id": author, "name": author, "source": "jira"},
+             "source_updated_at": f"2026-11-28T10:00:{int(at):02d}.000Z"},
+            {name: at for name in changes}, at + 5)
+
+
+def test_late_older_fields_never_overwrite_and_replays_change_nothing(database_url: str) -> None:
+    task_id = f"jira:store-{uuid.uuid4().hex[:8]}:1"
+    with db.connect(database_url, autocommit=True) as conn:
+        tasks.apply_updates(conn, [update(task_id, "u1", {"summary": "new", "status": "Done"},
+                                          at=20)])
+        # A late update: summary is older than what is stored, priority is new information.
+        tasks.apply_updates(conn, [update(task_id, "u2", {"summary": "old", "priority": "High"},
+                                          at=10, author="bob")])
+        row = tasks.get_task(conn, task_id)
+        assert row is not None
+        assert row["fields"] == {"summary": "new", "status": "Done", "priority": "High"}
+        assert row["last_author"]["id"] == "alice"  # the newest source time keeps the author
+        applied = row["updates_applied"]
+
+        tasks.apply_updates(conn, [update(task_id, "u2", {"summary": "old", "priority": "High"},
+                                          at=10, author="bob")])
+        again = tasks.get_task(conn, task_id)
+        assert again is not None and again["fields"] == row["fields"]
+        assert again["updates_applied"] == applied, "the same update twice changes nothing"
+
+        memory = tasks.load_memories(conn, [task_id])[task_id]
+        assert memory.field_times == {"summary": 20.0, "status": 20.0, "priority": 10.0}
+        assert memory.closed_until == 25.0
+
+
+def test_a_delete_is_final(database_url: str) -> None:
+    task_id = f"jira:store-{uuid.uuid4().hex[:8]}:2"
+    with db.connect(database_url, autocommit=True) as conn:
+        tasks.apply_updates(conn, [update(task_id, "c", {"summary": "x"}, at=1),
+                                   update(task_id, "d", {}, at=2, op="delete"),
+                                   update(task_id, "e", {"summary": "back?"}, at=3)])
+        row = tasks.get_task(conn, task_id)
+    assert row is not None and row["deleted"] is True
+    assert row["fields"] == {"summary": "x"}

@@ -6,7 +6,7 @@ import click
 import orjson
 
 from processors.cli.common import BoxsyncError, CliContext
-from processors.runtime.preflight import check_database_reachable
+from processors.runtime.preflight import check_database, check_database_reachable
 from processors.stack.postgres import resolve_database_url
 from processors.store import db as store_db
 from processors.store import tasks
@@ -45,7 +45,7 @@ def task_show(obj: CliContext, task_id: str, as_json: bool) -> None:
     TASK_ID is `jira:<site>:<issue id>` or `trello:<card id>`.
     """
     url = resolve_database_url(obj.settings)
-    check_database_reachable(url)
+    check_database(url)
     with store_db.connect(url, autocommit=True) as conn:
         row = tasks.get_task(conn, task_id)
     if row is None:

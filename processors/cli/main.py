@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 import click
+import psycopg
+from confluent_kafka import KafkaException
 
 from processors.cli.common import BoxsyncError, CliContext
 from processors.settings import SettingsError, load_settings
@@ -72,6 +74,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except (psycopg.Error, KafkaException) as exc:
+        # Unexpected, but still one line: what failed, and where to look next.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        click.echo(f"boxsync: {type(exc).__name__}: {first} (check `boxsync stack status`)",
+                   err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ class IngestConfig:
     field_map: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass's __init__ pays a setattr call per field, once per event.
+@dataclass(slots=True)
 class Accepted:
     """A normalized `ChangeEvent` (as a dict ready for orjson), keyed by its task id."""
 
@@ -24,7 +25,7 @@ class Accepted:
     event: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PassedOver:
     """A valid upstream record that boxsync does not act on; counted with its reason."""
 
@@ -32,7 +33,7 @@ class PassedOver:
     event: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rejected:
     """A record that cannot be processed; it becomes a dead letter with this reason."""
 

@@ -53,7 +53,10 @@ fmt: setup ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format processors schemas bench
 
+schemas: setup ## Export the JSON Schemas of every message to schemas/json/
+	$(PY) -m schemas.export
+
 bench: setup ## Measure events/s against a bare confluent-kafka loop on the same broker
 	bench/run.sh
 
-.PHONY: help setup stack-up stack-down stop run test lint fmt bench
+.PHONY: help setup stack-up stack-down stop run test lint fmt schemas bench

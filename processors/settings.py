@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     ingest_processes: int = Field(2, ge=1, le=16)
     collapse_interval_seconds: int = Field(5, ge=1, le=10)
     grace_seconds: float = Field(1.0, ge=0, le=60)
+    # How long a task remembers the event ids it applied (Jira retries for up to 30 min).
+    dedupe_retention_seconds: int = Field(3600, ge=3600)
     tenant_timezone: str = "UTC"
     cache_ttl_hours: int = Field(24, ge=1)
     jira_field_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)

@@ -22,13 +22,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from processors.collapse.logic import Change, Emitted, PartitionWindows, TaskMemory
+from processors.collapse.logic import Arrival, Change, Emitted, PartitionWindows, TaskMemory
 from processors.collapse.replay import emitted_event_ids
 from processors.ingest.logic import RawRecord, Rejected, dead_letter
 from processors.logs import event
@@ -66,7 +65,7 @@ class CollapseStage:
         self._partitions: dict[int, PartitionState] = {}
         self._memories: dict[str, TaskMemory] = {}
         self._conn: psycopg.Connection | None = None
-        self._applied: list[tuple[dict[str, Any], dict[str, float], float]] = []
+        self._applied: list[tasks.AppliedWindow] = []
         self._emitted: list[Emitted] = []
         self._counts: Counter[tuple[str, str]] = Counter()
 
@@ -82,7 +81,8 @@ class CollapseStage:
                                         tp.metadata)
             self._partitions[tp.partition] = PartitionState(
                 PartitionWindows(float(self._settings.collapse_interval_seconds),
-                                 self._settings.grace_seconds),
+                                 self._settings.grace_seconds,
+                                 float(self._settings.dedupe_retention_seconds)),
                 covered=covered, replay_until=high)
             event(log, logging.INFO, "partition assigned", topic=self._input,
                   partition=tp.partition, committed=tp.offset, already_emitted=len(covered))
@@ -117,8 +117,9 @@ class CollapseStage:
                     continue
                 if change.offset + 1 >= state.replay_until:
                     state.covered = set()
-            if state.windows.add(change, self._memories[change.task_id], now):
-                self._counts[("late", change.source)] += 1
+            arrival = state.windows.add(change, self._memories[change.task_id], now)
+            if arrival is not Arrival.ON_TIME:
+                self._counts[(arrival.value, change.source)] += 1
         return outputs + self._close(now)
 
     def tick(self, now: float) -> list[Output]:
@@ -150,8 +151,10 @@ class CollapseStage:
             metrics.collapse_ratio.observe(emitted.collapsed)
             metrics.emit_delay.observe(emitted.emit_delay)
         for (kind, label), count in self._counts.items():
-            if kind == "late":
+            if kind == Arrival.LATE:
                 metrics.events_late.labels(label).inc(count)
+            elif kind == Arrival.DUPLICATE:
+                metrics.events_duplicate.labels(label).inc(count)
             else:
                 metrics.events_dead_lettered.labels("internal", label).inc(count)
         metrics.open_windows.set(sum(len(s.windows.windows) for s in self._partitions.values()))
@@ -177,7 +180,8 @@ class CollapseStage:
                 if emitted.update is None:
                     continue
                 update = emitted.update
-                self._applied.append((update, emitted.field_times, emitted.window_end))
+                self._applied.append(tasks.AppliedWindow(update, emitted.field_times,
+                                                         emitted.window_end, emitted.recent))
                 outputs.append(Output(self._updates_topic, update["task_id"].encode(),
                                       orjson.dumps(update)))
         return outputs

@@ -13,6 +13,10 @@ Rules (behaviour.md, "Sync types" and "Ordering, lateness, duplicates"):
 - A change whose window already closed is late: it joins the task's next open window (or a new
   one after the last emitted), field by field only where it is newer than what was applied.
 - A delete is final: once deleted, later windows of the task are dropped as `stale`.
+- The same delivery twice (same event id) is applied once: each task remembers the event ids
+  it emitted for at least the dedupe retention, with the raw record each came from. A change
+  whose id was emitted from another record is a duplicate; the same record read again after a
+  crash is not (its update may never have reached Kafka).
 
 State is mutated in place (copying per event would cost more than the rest of the pipeline);
 nothing here does I/O or reads a clock: `now` is passed in.
@@ -27,9 +31,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 NEVER = -math.inf
+
+
+class Arrival(StrEnum):
+    ON_TIME = "on_time"
+    LATE = "late"
+    DUPLICATE = "duplicate"
 
 
 @dataclass(slots=True)
@@ -47,6 +58,7 @@ class Change:
     changes: dict[str, Any]
     tiebreak: str
     offset: int
+    origin: str = ""  # the raw record it came from, `topic:partition:offset`
 
     @classmethod
     def from_message(cls, value: Mapping[str, Any], offset: int) -> Change:
@@ -56,14 +68,17 @@ class Change:
             raise ValueError("occurred_at has no time zone")
         author = value["author"]
         changes = value.get("changes") or {}
-        if not isinstance(author, dict) or not isinstance(changes, dict):
-            raise TypeError("author and changes must be objects")
+        origin = value.get("origin") or {}
+        if not isinstance(author, dict) or not isinstance(changes, dict) or \
+                not isinstance(origin, dict):
+            raise TypeError("author, changes and origin must be objects")
         return cls(
             event_id=str(value["event_id"]), task_id=str(value["task_id"]),
             source=str(value["source"]), source_key=value.get("source_key"),
             project=value.get("project"), kind=str(value["kind"]), at=occurred.timestamp(),
             author=author, changes=changes, tiebreak=str(value.get("tiebreak") or ""),
             offset=offset,
+            origin=f"{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}",
         )
 
     def order(self) -> tuple[float, str, int]:
@@ -77,6 +92,8 @@ class TaskMemory:
     deleted: bool = False
     closed_until: float = NEVER  # end of the last window emitted for the task
     field_times: dict[str, float] = field(default_factory=dict)
+    # event id -> (source time, origin) of the changes emitted within the dedupe retention
+    recent: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -102,6 +119,7 @@ class Emitted:
     collapsed: int
     field_times: dict[str, float] = field(default_factory=dict)
     window_end: float = NEVER
+    recent: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -110,6 +128,7 @@ class PartitionWindows:
 
     interval: float
     grace: float
+    dedupe_retention: float = 3600.0
     stream_time: float = NEVER
     last_event_wall: float = NEVER
     windows: dict[tuple[str, float], OpenWindow] = field(default_factory=dict)
@@ -126,9 +145,12 @@ class PartitionWindows:
             return NEVER
         return self.stream_time + max(0.0, now - self.last_event_wall)
 
-    def add(self, change: Change, memory: TaskMemory, now: float) -> bool:
-        """Put a change into its window; returns True when it was late."""
+    def add(self, change: Change, memory: TaskMemory, now: float) -> Arrival:
+        """Put a change into its window (or recognize it as a second delivery)."""
         self.observe(change.at, now)
+        emitted_from = memory.recent.get(change.event_id)
+        if emitted_from is not None and emitted_from[1] != change.origin:
+            return Arrival.DUPLICATE
         start = math.floor(change.at / self.interval) * self.interval
         window = self.windows.get((change.task_id, start))
         late = False
@@ -139,11 +161,12 @@ class PartitionWindows:
                 window = self._late_window(change, memory, now)
             else:
                 window = self._open(change.task_id, start, change.offset, now)
-        if change.event_id not in window.event_ids:
-            window.event_ids.add(change.event_id)
-            window.changes.append(change)
+        if change.event_id in window.event_ids:
+            return Arrival.DUPLICATE
+        window.event_ids.add(change.event_id)
+        window.changes.append(change)
         window.last_seen_wall = now
-        return late
+        return Arrival.LATE if late else Arrival.ON_TIME
 
     def close_due(self, memories: Mapping[str, TaskMemory], now: float) -> list[Emitted]:
         """Close every window whose end plus grace the stream time has passed."""
@@ -157,7 +180,7 @@ class PartitionWindows:
             if not starts:
                 del self._open_by_task[task_id]
             memory = memories[task_id]
-            emitted.append(close_window(window, memory, now))
+            emitted.append(close_window(window, memory, now, self.dedupe_retention))
         return emitted
 
     def commit_point(self, next_offset: int) -> tuple[int, float | None]:
@@ -185,7 +208,8 @@ class PartitionWindows:
         return self._open(change.task_id, max(current, memory.closed_until), change.offset, now)
 
 
-def close_window(window: OpenWindow, memory: TaskMemory, now: float) -> Emitted:
+def close_window(window: OpenWindow, memory: TaskMemory, now: float,
+                 dedupe_retention: float = 3600.0) -> Emitted:
     """Collapse one window into a `TaskUpdate` dict and record it in the task's memory."""
     ordered = sorted(window.changes, key=Change.order)
     count = len(ordered)
@@ -220,7 +244,17 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float) -> Emitted:
     memory.closed_until = max(memory.closed_until, window.end)
     memory.field_times.update(times)
     memory.deleted = memory.deleted or deleting
-    return Emitted(window.task_id, update, None, delay, count, times, window.end)
+    _remember(memory, ordered, window.end - dedupe_retention)
+    return Emitted(window.task_id, update, None, delay, count, times, window.end,
+                   dict(memory.recent))
+
+
+def _remember(memory: TaskMemory, emitted: list[Change], forget_before: float) -> None:
+    for change in emitted:
+        memory.recent[change.event_id] = (change.at, change.origin)
+    stale = [event_id for event_id, (at, _) in memory.recent.items() if at < forget_before]
+    for event_id in stale:
+        del memory.recent[event_id]
 
 
 def last_author(ordered: list[Change]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import functools
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,58 +53,133 @@ _DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 TECHNICAL_JIRA = {"kind": "technical", "id": None, "name": None, "source": "jira"}
 
 
+@dataclass(slots=True)
+class _Subject:
+    """What an event family says about its issue; the rest of a change is built alike."""
+
+    issue_id: Any
+    site_url: Any  # a `self` URL whose host is the site
+    key: Any
+    fields: dict[str, Any]
+    author: dict[str, Any]
+    kind: str
+    changes: dict[str, Any]
+    discriminator: Any  # changelog, comment, worklog or link id: part of the event id
+
+
 def normalize(body: dict[str, Any], record: Any, config: IngestConfig
               ) -> Accepted | PassedOver | Rejected:
     """Normalize one decoded Jira webhook body. `record` is the RawRecord it came from."""
     event = body.get("webhookEvent")
     if not isinstance(event, str) or not event:
         return Rejected("missing_event", "the body has no webhookEvent")
-    kind = ISSUE_EVENT_KINDS.get(event)
-    if kind is None:
+    builder = _BUILDERS.get(event)
+    if builder is None:
+        if event.startswith(REFERENCE_EVENT_PREFIXES):
+            return PassedOver("reference_event", event)
         return PassedOver("unhandled_event", event)
-    issue = body.get("issue")
-    if not isinstance(issue, dict):
-        return Rejected("missing_issue", f"{event} without an issue object")
-    issue_id = issue.get("id")
+    subject = builder(body, event, config)
+    if isinstance(subject, Rejected):
+        return subject
+    issue_id = subject.issue_id
     if isinstance(issue_id, bool) or not isinstance(issue_id, str | int) or not str(issue_id):
-        return Rejected("missing_issue_id", f"{event} without issue.id")
+        return Rejected("missing_issue_id", f"{event} names no issue id")
     occurred_ms = _timestamp_ms(body.get("timestamp"))
     if occurred_ms is None:
         return Rejected("invalid_timestamp",
                         f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
-    site = (_host(issue.get("self")) or record.header("x-jira-site")
+    site = (_host(subject.site_url) or record.header("x-jira-site")
             or config.default_jira_site)
     site = site.strip().lower() if site else None
     if not site:
-        return Rejected("unknown_site", "no issue.self, x-jira-site header or BOXSYNC_JIRA_SITE")
-    fields = _object(issue.get("fields"))
-    changelog = _object(body.get("changelog"))
-    changes = _changes(kind, fields, changelog, config.field_map)
-    if kind == "updated" and not changes:
-        kind = "activity"
-    changelog_id = changelog.get("id")
+        return Rejected("unknown_site", f"{event}: no self URL, x-jira-site header or "
+                                        "BOXSYNC_JIRA_SITE names the Jira site")
     task_id = f"jira:{site}:{issue_id}"
     event_id = record.header("x-atlassian-webhook-identifier") or _hash_id(
-        site, event, issue_id, occurred_ms, changelog_id)
-    project = _object(fields.get("project"))
-    key = issue.get("key")
+        site, event, issue_id, occurred_ms, subject.discriminator)
+    key = subject.key
     change = {
         "schema_version": 1,
         "event_id": event_id,
         "task_id": task_id,
         "source": "jira",
         "source_key": clean_text(key) if isinstance(key, str) else None,
-        "project": _project_key(project, key),
-        "kind": kind,
+        "project": _project_key(_object(subject.fields.get("project")), key),
+        "kind": subject.kind,
         "occurred_at": _iso_ms(occurred_ms),
-        "author": person(body.get("user")),
-        "changes": changes,
+        "author": subject.author,
+        "changes": subject.changes,
         "origin": {"topic": record.topic_name, "partition": record.partition,
                    "offset": record.offset},
-        "tiebreak": _tiebreak(changelog_id),
+        "tiebreak": _tiebreak(subject.discriminator),
         "upstream_event": event,
     }
     return Accepted(task_id, change, "jira", event)
+
+
+def _issue_subject(body: dict[str, Any], event: str, config: IngestConfig
+                   ) -> _Subject | Rejected:
+    issue = body.get("issue")
+    if not isinstance(issue, dict):
+        return Rejected("missing_issue", f"{event} without an issue object")
+    fields = _object(issue.get("fields"))
+    changelog = _object(body.get("changelog"))
+    kind = ISSUE_EVENT_KINDS[event]
+    changes = _changes(kind, fields, changelog, config.field_map)
+    if kind == "updated" and not changes:
+        kind = "activity"  # a comment, or only fields boxsync does not map
+    return _Subject(issue.get("id"), issue.get("self"), issue.get("key"), fields,
+                    person(body.get("user")), kind, changes, changelog.get("id"))
+
+
+def _comment_subject(body: dict[str, Any], event: str, config: IngestConfig
+                     ) -> _Subject | Rejected:
+    """comment_*: activity of the issue by the comment's author (the body has no `user`)."""
+    issue, comment = body.get("issue"), body.get("comment")
+    if not isinstance(issue, dict):
+        return Rejected("missing_issue", f"{event} without an issue object")
+    if not isinstance(comment, dict):
+        return Rejected("missing_comment", f"{event} without a comment object")
+    author = comment.get("updateAuthor") if event == "comment_updated" else None
+    return _Subject(issue.get("id"), comment.get("self") or issue.get("self"), issue.get("key"),
+                    _object(issue.get("fields")), person(author or comment.get("author")),
+                    "activity", {}, comment.get("id"))
+
+
+def _worklog_subject(body: dict[str, Any], event: str, config: IngestConfig
+                     ) -> _Subject | Rejected:
+    """worklog_*: activity of the issue named only by `worklog.issueId`."""
+    worklog = body.get("worklog")
+    if not isinstance(worklog, dict):
+        return Rejected("missing_worklog", f"{event} without a worklog object")
+    author = worklog.get("updateAuthor") if event == "worklog_updated" else None
+    return _Subject(worklog.get("issueId"), worklog.get("self"), None, {},
+                    person(author or worklog.get("author")), "activity", {}, worklog.get("id"))
+
+
+def _link_subject(body: dict[str, Any], event: str, config: IngestConfig
+                  ) -> _Subject | Rejected:
+    """issuelink_*: activity of the source issue; numeric ids and no self URL, so the site
+    comes from the `x-jira-site` header or BOXSYNC_JIRA_SITE."""
+    link = body.get("issueLink")
+    if not isinstance(link, dict):
+        return Rejected("missing_issue_link", f"{event} without an issueLink object")
+    return _Subject(link.get("sourceIssueId"), None, None, {}, person(body.get("user")),
+                    "activity", {}, link.get("id"))
+
+
+_Builder = Callable[[dict[str, Any], str, IngestConfig], "_Subject | Rejected"]
+_BUILDERS: dict[str, _Builder] = {
+    **dict.fromkeys(ISSUE_EVENT_KINDS, _issue_subject),
+    **dict.fromkeys(("comment_created", "comment_updated", "comment_deleted"),
+                    _comment_subject),
+    **dict.fromkeys(("worklog_created", "worklog_updated", "worklog_deleted"),
+                    _worklog_subject),
+    **dict.fromkeys(("issuelink_created", "issuelink_deleted"), _link_subject),
+}
+# Recognized, valid, not about one task: counted as passed over with reason `reference_event`
+# (the box filters will act on project deletion and archiving).
+REFERENCE_EVENT_PREFIXES = ("project_", "jira:version_", "sprint_", "board_")
 
 
 def person(user: object) -> dict[str, Any]:

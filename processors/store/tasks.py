@@ -8,6 +8,7 @@ a crash between the database commit and the Kafka commit) changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -18,7 +19,7 @@ from processors.collapse.logic import TaskMemory
 _COLUMNS = """task_id text, source text, source_key text, project text, fields jsonb,
               field_times jsonb, oldest_time float8, newest_time float8, author jsonb,
               source_updated_at timestamptz, deleted boolean, closed_until float8,
-              update_id text"""
+              update_id text, recent_events jsonb"""
 
 # Live updates come in order, so every incoming field is at least as new as everything
 # stored and `||` is the merge; a late or replayed update takes the per-field merge.
@@ -27,9 +28,10 @@ _UPSERT = f"""
 INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_times,
                         newest_field_time, last_update_oldest_time, last_author,
                         source_updated_at, deleted, closed_until, last_update_id,
-                        updates_applied)
+                        updates_applied, recent_events)
 SELECT r.task_id, r.source, r.source_key, r.project, r.fields, r.field_times, r.newest_time,
-       r.oldest_time, r.author, r.source_updated_at, r.deleted, r.closed_until, r.update_id, 1
+       r.oldest_time, r.author, r.source_updated_at, r.deleted, r.closed_until, r.update_id, 1,
+       r.recent_events
   FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_COLUMNS})
 ON CONFLICT (task_id) DO UPDATE SET
     source_key = COALESCE(EXCLUDED.source_key, t.source_key),
@@ -51,6 +53,7 @@ ON CONFLICT (task_id) DO UPDATE SET
     closed_until = GREATEST(t.closed_until, EXCLUDED.closed_until),
     last_update_id = EXCLUDED.last_update_id,
     updates_applied = t.updates_applied + 1,
+    recent_events = EXCLUDED.recent_events,
     updated_at = now()
 WHERE (NOT t.deleted OR EXCLUDED.deleted)
   AND t.last_update_id IS DISTINCT FROM EXCLUDED.last_update_id
@@ -64,22 +67,33 @@ _FOREVER = 1e300
 def load_memories(conn: psycopg.Connection, task_ids: Iterable[str]) -> dict[str, TaskMemory]:
     """The collapse memory of every given task that the cache knows."""
     rows = conn.execute(
-        "SELECT task_id, deleted, closed_until, field_times FROM tasks WHERE task_id = ANY(%s)",
-        (list(task_ids),)).fetchall()
+        """SELECT task_id, deleted, closed_until, field_times, recent_events
+             FROM tasks WHERE task_id = ANY(%s)""", (list(task_ids),)).fetchall()
     return {task_id: TaskMemory(deleted=deleted, closed_until=closed_until,
-                                field_times={k: float(v) for k, v in times.items()})
-            for task_id, deleted, closed_until, times in rows}
+                                field_times={k: float(v) for k, v in times.items()},
+                                recent={k: (float(at), str(origin))
+                                        for k, (at, origin) in recent.items()})
+            for task_id, deleted, closed_until, times, recent in rows}
 
 
-def apply_updates(conn: psycopg.Connection,
-                  applied: Sequence[tuple[dict[str, Any], dict[str, float], float]]) -> None:
-    """Upsert (update, field times, window end) triples in one transaction; a task's updates
-    are applied in the order given."""
+@dataclass(frozen=True, slots=True)
+class AppliedWindow:
+    """What the cache keeps of one emitted window: the update and the collapse's memory."""
+
+    update: dict[str, Any]
+    field_times: dict[str, float]
+    window_end: float
+    recent_events: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+
+def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) -> None:
+    """Upsert emitted windows in one transaction; a task's are applied in the order given."""
     if not applied:
         return
     rounds: list[list[dict[str, Any]]] = []
     seen: dict[str, int] = {}
-    for update, times, window_end in applied:
+    for window in applied:
+        update, times, window_end = window.update, window.field_times, window.window_end
         task_id = update["task_id"]
         index = seen.get(task_id, 0)
         seen[task_id] = index + 1
@@ -94,7 +108,7 @@ def apply_updates(conn: psycopg.Connection,
             "newest_time": max(field_times.values(), default=-_FOREVER),
             "author": update["author"], "source_updated_at": update["source_updated_at"],
             "deleted": update["op"] == "delete", "closed_until": window_end,
-            "update_id": update["update_id"]})
+            "update_id": update["update_id"], "recent_events": window.recent_events})
     with conn.transaction():
         for rows in rounds:
             params = {"rows": orjson.dumps(rows).decode()}

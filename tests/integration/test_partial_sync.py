@@ -169,3 +169,29 @@ def test_kill_9_with_a_window_open_emits_it_once_after_restart(
         row = tasks.get_task(conn, f"jira:{site}:400")
     assert row is not None and row["fields"]["summary"] == "A v2"
     assert orjson.loads(orjson.dumps(row["last_author"]))["id"] == "557058:bob"
+
+
+def test_a_redelivery_is_applied_once_also_across_a_restart(
+        settings: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
+    """Jira retries a delivery (same X-Atlassian-Webhook-Identifier) for up to 30 minutes."""
+    site, base = site_of(settings), window_base_ms(settings.collapse_interval_seconds)
+    body = jb.updated(base + 100, ALICE, jb.issue(site, "600", "OPS-6"), 1,
+                      [jb.item("summary", "A task")])
+    delivery = [("X-Atlassian-Webhook-Identifier", b"delivery-600-1")]
+    first = start_worker(settings)
+    publish(settings, "jira.events", [body], headers=delivery)
+    assert len(read_topic(settings, "task.updates", expect=1, timeout=30)) == 1
+    assert first.stop() == 0
+
+    second = start_worker(settings)
+    publish(settings, "jira.events", [body], headers=delivery)  # the retry, after a restart
+    updates = read_topic(settings, "task.updates", expect=2, timeout=12)
+    assert len(updates) == 1, updates
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        _, metrics = second.http("/metrics")
+        if b'boxsync_events_duplicate_total{source="jira"} 1.0' in metrics:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the retry was not counted as a duplicate")

@@ -13,13 +13,13 @@ pytestmark = pytest.mark.integration
 
 
 def update(task_id: str, update_id: str, changes: dict[str, Any], at: float,
-           op: str = "upsert", author: str = "alice") -> tuple[dict[str, Any], dict[str, float],
-                                                           float]:
-    return ({"task_id": task_id, "source": "jira", "source_key": "OPS-1", "project": "OPS",
+           op: str = "upsert", author: str = "alice") -> tasks.AppliedWindow:
+    return tasks.AppliedWindow(
+            {"task_id": task_id, "source": "jira", "source_key": "OPS-1", "project": "OPS",
              "op": op, "changes": changes, "update_id": update_id,
              "author": {"kind": "user", "id": author, "name": author, "source": "jira"},
              "source_updated_at": f"2026-11-28T10:00:{int(at):02d}.000Z"},
-            {name: at for name in changes}, at + 5)
+            {name: at for name in changes}, at + 5, {update_id: (at, f"jira.events:0:{at}")})
 
 
 def test_late_older_fields_never_overwrite_and_replays_change_nothing(database_url: str) -> None:
@@ -45,6 +45,7 @@ def test_late_older_fields_never_overwrite_and_replays_change_nothing(database_u
         memory = tasks.load_memories(conn, [task_id])[task_id]
         assert memory.field_times == {"summary": 20.0, "status": 20.0, "priority": 10.0}
         assert memory.closed_until == 25.0
+        assert memory.recent == {"u2": (10.0, "jira.events:0:10")}
 
 
 def test_a_delete_is_final(database_url: str) -> None:

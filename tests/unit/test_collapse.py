@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from processors.collapse.logic import (
+    Arrival,
     Change,
     Emitted,
     PartitionWindows,
@@ -56,6 +57,9 @@ def change(at: float, *, author: dict[str, Any] = ADA, changes: dict[str, Any] |
         offset=offset)
 
 
+NEVER_CLOSED = float("-inf")
+
+
 def new_state() -> tuple[PartitionWindows, defaultdict[str, TaskMemory]]:
     return PartitionWindows(interval=INTERVAL, grace=GRACE), defaultdict(TaskMemory)
 
@@ -63,7 +67,7 @@ def new_state() -> tuple[PartitionWindows, defaultdict[str, TaskMemory]]:
 def feed(windows: PartitionWindows, memories: defaultdict[str, TaskMemory],
          changes: Iterable[Change], now: float = WALL) -> list[bool]:
     """Add changes in arrival order; returns their `late` flags."""
-    return [windows.add(item, memories[item.task_id], now) for item in changes]
+    return [windows.add(item, memories[item.task_id], now) == Arrival.LATE for item in changes]
 
 
 def close(windows: PartitionWindows, memories: defaultdict[str, TaskMemory],
@@ -348,19 +352,47 @@ def test_late_change_with_equal_time_and_lower_tiebreak_does_not_overwrite() -> 
     assert all(u["changes"].get("summary") != "B" for u in later)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: duplicates are only detected within one open window; a redelivery (same event_id) "
-    "that arrives after its window closed (Jira retries for up to 30 min) is treated as late "
-    "and emitted again in a second TaskUpdate"))
 def test_duplicate_delivery_after_its_window_closed_is_not_applied_again() -> None:
-    """behaviour.md: the same delivery twice (same event_id) is applied once."""
+    """behaviour.md: the same delivery twice (same event_id) is applied once. A retry is
+    another raw record (another origin) carrying the same event id."""
     windows, memories = new_state()
     original = change(1.0, changes={"summary": "Plan"}, event_id="delivery-1", offset=1)
+    original.origin = "jira.events:0:10"
     feed(windows, memories, [original])
     assert len(updates(close(windows, memories))) == 1
     retry = change(1.0, changes={"summary": "Plan"}, event_id="delivery-1", offset=2)
-    feed(windows, memories, [retry], now=FAR)
+    retry.origin = "jira.events:0:99"
+    assert windows.add(retry, memories[retry.task_id], FAR) == Arrival.DUPLICATE
     assert updates(close(windows, memories, now=FAR + 60)) == []
+
+
+def test_the_same_record_read_again_after_a_crash_is_not_a_duplicate() -> None:
+    """The cache may already hold a window whose update never reached Kafka (killed between
+    the two commits): re-reading the very same raw record must emit it again."""
+    windows, memories = new_state()
+    first = change(1.0, changes={"summary": "Plan"}, event_id="delivery-1", offset=1)
+    first.origin = "jira.events:0:10"
+    feed(windows, memories, [first])
+    [emitted] = updates(close(windows, memories))
+    survivor = TaskMemory(closed_until=NEVER_CLOSED, recent=dict(memories[TASK].recent))
+    again, replayed = new_state()
+    replayed[TASK] = survivor
+    reread = change(1.0, changes={"summary": "Plan"}, event_id="delivery-1", offset=1)
+    reread.origin = "jira.events:0:10"
+    assert again.add(reread, replayed[TASK], WALL) == Arrival.ON_TIME
+    [update] = updates(close(again, replayed))
+    assert update["update_id"] == emitted["update_id"]
+
+
+def test_event_ids_are_forgotten_after_the_dedupe_retention() -> None:
+    windows = PartitionWindows(interval=INTERVAL, grace=GRACE, dedupe_retention=3600)
+    memories: defaultdict[str, TaskMemory] = defaultdict(TaskMemory)
+    feed(windows, memories, [change(1.0, event_id="old", changes={"summary": "a"})])
+    close(windows, memories)
+    assert "old" in memories[TASK].recent
+    feed(windows, memories, [change(4000.0, event_id="new", changes={"summary": "b"})], now=FAR)
+    close(windows, memories, now=FAR + 60)
+    assert set(memories[TASK].recent) == {"new"}
 
 
 # --------------------------------------------------------------------------------------------

@@ -711,10 +711,6 @@ WORKLOG_CREATED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Issue 3 (not built yet): comment_created is passed over as unhandled_event, but "
-    "behaviour.md (Partial sync) "
-    "says comment events count as activity of the issue"))
 def test_comment_created_is_activity_of_the_issue_by_the_comment_author() -> None:
     change = accept(COMMENT_CREATED)
     assert change["task_id"] == TASK_ID
@@ -722,16 +718,57 @@ def test_comment_created_is_activity_of_the_issue_by_the_comment_author() -> Non
     assert change["author"]["id"] == BOB_ID
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Issue 3 (not built yet): worklog_created is passed over as unhandled_event, but "
-    "behaviour.md (Partial sync) "
-    "says worklog events count as activity of the issue (task id from worklog.issueId and "
-    "the host of worklog.self, contract §2)"))
 def test_worklog_created_is_activity_of_the_issue_by_the_worklog_author() -> None:
     change = accept(WORKLOG_CREATED)
     assert change["task_id"] == TASK_ID
     assert change["kind"] in ("activity", "updated")
     assert change["author"]["id"] == CAROL_ID
+
+
+def test_comment_updated_is_authored_by_the_comment_updater() -> None:
+    body = {**COMMENT_CREATED, "webhookEvent": "comment_updated",
+            "comment": {**COMMENT_CREATED["comment"],
+                        "updateAuthor": cloud_user(CAROL_ID, "Carol Danvers")}}
+    change = accept(body)
+    assert change["author"]["id"] == CAROL_ID and change["changes"] == {}
+
+
+def test_worklog_with_a_numeric_issue_id_and_no_issue_key() -> None:
+    body = {**WORKLOG_CREATED, "worklog": {**WORKLOG_CREATED["worklog"], "issueId": 10583}}
+    change = accept(body)
+    assert change["task_id"] == f"jira:{CLOUD_SITE}:10583"
+    assert change["source_key"] is None
+
+
+ISSUELINK_CREATED = {
+    "timestamp": TS_MS,
+    "webhookEvent": "issuelink_created",
+    "issueLink": {"id": 10301, "sourceIssueId": 10583, "destinationIssueId": 10584,
+                  "issueLinkType": {"id": 10003, "name": "Relates", "outwardName": "relates to",
+                                    "inwardName": "relates to", "isSubTaskLinkType": False,
+                                    "isSystemLinkType": False},
+                  "systemLink": False},
+}
+
+
+def test_issuelink_takes_its_site_from_the_header() -> None:
+    change = accept(ISSUELINK_CREATED, headers={"x-jira-site": CLOUD_SITE.encode()})
+    assert change["task_id"] == f"jira:{CLOUD_SITE}:10583"
+    assert change["kind"] == "activity" and change["author"]["kind"] == "technical"
+
+
+def test_issuelink_without_any_site_is_dead_lettered() -> None:
+    result = ingest(record(ISSUELINK_CREATED), CONFIG)
+    assert isinstance(result, Rejected) and result.reason == "unknown_site"
+
+
+@pytest.mark.parametrize("event", ["project_deleted", "project_archived", "project_soft_deleted",
+                                   "jira:version_released", "sprint_started"])
+def test_reference_events_are_recognized_and_never_dead_lettered(event: str) -> None:
+    result = ingest(record({"timestamp": TS_MS, "webhookEvent": event,
+                            "project": {"id": 10000, "key": "OPS"}}), CONFIG)
+    assert isinstance(result, PassedOver)
+    assert (result.reason, result.event) == ("reference_event", event)
 
 
 # --------------------------------------------------------------------------------------------

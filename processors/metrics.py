@@ -36,8 +36,10 @@ class Metrics:
     commands: Counter
     okr_updates: Counter
     stage_errors: Counter
+    text_sanitized: Counter
     open_windows: Gauge
     changes_closed: Counter
+    webhook_requests: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -80,9 +82,13 @@ class Metrics:
             okr_updates=counter("okr_updates", "KeyResultProgress messages published"),
             stage_errors=counter("stage_errors", "Errors that restarted a processing stage "
                                  "(its uncommitted batch is re-read)", ("stage",)),
+            text_sanitized=counter("text_sanitized", "Events whose text was cleaned of NUL, "
+                                   "control characters or lone surrogates", ("source",)),
             open_windows=Gauge("boxsync_open_windows", "Collapse windows open in memory",
                                registry=reg),
             changes_closed=counter("changes_closed", "Change events in closed windows, by "
                                    "outcome (emitted in an update, or dropped with it)",
                                    ("outcome",)),
+            webhook_requests=counter("webhook_requests", "Webhook requests, by source and "
+                                     "outcome", ("source", "outcome")),
         )

@@ -69,6 +69,8 @@ class IngestStage:
                 outputs.append(Output(self._changes_topic, result.task_id.encode(),
                                       orjson.dumps(result.change)))
                 self._pending[("consumed", source, result.event)] += 1
+                if result.sanitized:
+                    self._pending[("sanitized", source, "")] += 1
             elif isinstance(result, PassedOver):
                 self._pending[("consumed", source, result.event)] += 1
                 self._pending[("passed_over", source, result.reason)] += 1
@@ -95,7 +97,10 @@ class IngestStage:
                     "passed_over": self._metrics.events_passed_over,
                     "dead_lettered": self._metrics.events_dead_lettered}
         for (kind, source, label), count in self._pending.items():
-            counters[kind].labels(source, label).inc(count)
+            if kind == "sanitized":
+                self._metrics.text_sanitized.labels(source).inc(count)
+            else:
+                counters[kind].labels(source, label).inc(count)
         self._pending.clear()
 
     def reset(self) -> None:

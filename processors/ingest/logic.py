@@ -7,6 +7,8 @@ wiring can publish, count or dead-letter it and move on.
 from __future__ import annotations
 
 import base64
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,8 +16,9 @@ from typing import Any
 
 import orjson
 
-from processors.ingest import jira
+from processors.ingest import jira, trello
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+from processors.ingest.text import clean_text
 
 __all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Rejected", "dead_letter",
            "ingest"]
@@ -55,13 +58,58 @@ def ingest(record: RawRecord, config: IngestConfig) -> Accepted | PassedOver | R
                         f"{config.max_event_bytes}")
     try:
         body = orjson.loads(value)
+        # A substring test first: most bodies hold no \u escape at all.
+        suspicious = b"\\u" in value and _UNSTORABLE_ESCAPE.search(value) is not None
     except orjson.JSONDecodeError as exc:
-        return Rejected("invalid_json", f"not valid JSON: {exc}")
+        # orjson refuses lone surrogates; the standard parser keeps them, to be replaced.
+        body = _lenient_loads(value)
+        if body is None:
+            return Rejected("invalid_json", f"not valid JSON: {exc}")
+        suspicious = True
     if not isinstance(body, dict):
         return Rejected("not_an_object", f"expected a JSON object, got {type(body).__name__}")
+    result = _normalize(body, record, config)
+    if suspicious and isinstance(result, Accepted):
+        # Normalization cleans the text it reads; this catches whatever else it passed on.
+        result.change, result.sanitized = deep_clean(result.change), True
+    return result
+
+
+def _normalize(body: dict[str, Any], record: RawRecord, config: IngestConfig
+               ) -> Accepted | PassedOver | Rejected:
     if record.topic == "jira.events":
         return jira.normalize(body, record, config)
+    if record.topic == "trello.events":
+        return trello.normalize(body, record, config)
     return PassedOver("unsupported_topic", record.topic)
+
+
+# JSON escapes of what PostgreSQL or UTF-8 cannot store: C0 controls (NUL among them) and
+# surrogates. Raw control bytes are invalid JSON already; a body without these escapes needs
+# no cleaning beyond what normalization does, which keeps the check off the hot path.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u00[01][0-9a-fA-F]|\\u[dD][89a-fA-F]")
+
+
+def _lenient_loads(value: bytes) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    try:
+        return json.loads(value, parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def deep_clean(value: Any) -> Any:
+    """Every string (keys too) of a JSON value made storable (see processors.ingest.text)."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k) if isinstance(k, str) else k: deep_clean(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [deep_clean(item) for item in value]
+    return value
 
 
 def dead_letter(record: RawRecord, rejected: Rejected, processor: str,

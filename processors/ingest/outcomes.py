@@ -23,6 +23,7 @@ class Accepted:
     change: dict[str, Any]
     source: str
     event: str
+    sanitized: bool = False  # the body held NUL, controls or lone surrogates, now cleaned
 
 
 @dataclass(slots=True)

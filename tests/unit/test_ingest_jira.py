@@ -958,3 +958,16 @@ def test_ingest_never_raises_for_any_bytes(value: bytes | None,
     assert isinstance(result, Accepted | PassedOver | Rejected)
     if isinstance(result, Accepted):
         ChangeEvent.model_validate(result.change)
+
+
+def test_lone_surrogates_and_nul_are_replaced_and_the_event_flows() -> None:
+    """PostgreSQL cannot store NUL; UTF-8 cannot encode a lone surrogate (orjson refuses it)."""
+    body = updated_body(item("summary", "x"))
+    body["issue"]["fields"]["summary"] = "MARK"  # the value is read from the snapshot
+    raw = json.dumps(body).encode().replace(b'"MARK"', b'"bad \\ud800 and \\u0000 nul"')
+    result = ingest(record(raw), CONFIG)
+    assert isinstance(result, Accepted) and result.sanitized
+    import orjson
+
+    text = orjson.dumps(result.change).decode()
+    assert "\\u0000" not in text and "\ufffd" in text

@@ -145,6 +145,8 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
                                       BOXSYNC_INGEST_PROCESSES=str(settings.ingest_processes),
                                       BOXSYNC_LOG_LEVEL="WARNING"), log)
     peak_rss = 0.0
+    broker = broker_process()
+    broker_cpu = _cpu(broker)
     try:
         worker.start()
         assert worker.process is not None
@@ -182,6 +184,11 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
         consumer.close()
         if drained_at is None:
             raise SystemExit(f"boxsync did not finish: {closed:.0f} of {workload.events} events")
+        cpu = {"broker": _cpu(broker) - broker_cpu, "worker (faust, web)": _cpu(proc)}
+        for child in proc.children():
+            cpu[child.name()] = _cpu(child)  # stage processes are named bs-<stage>
+        print("  CPU seconds over the run: " + ", ".join(
+            f"{name} {seconds:.1f}" for name, seconds in cpu.items()))
         first_ms, last_change_ms = record_span_ms(settings,
                                                   SYNC_CHANGES.full_name(settings.topic_prefix))
         ingest_rate = workload.events / max(0.001, (last_change_ms - first_ms) / 1000)
@@ -191,6 +198,20 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
         return workload.events / ((last_ms - first_ms) / 1000), ingest_rate, peak_rss, updates
     finally:
         worker.stop()
+
+
+def broker_process() -> psutil.Process | None:
+    for process in psutil.process_iter(["cmdline"]):
+        if "kafka.Kafka" in (process.info["cmdline"] or []):
+            return process
+    return None
+
+
+def _cpu(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def ingest_done(settings: Settings, raw_topic: str) -> bool:

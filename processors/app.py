@@ -25,6 +25,7 @@ from processors.runtime.loop import TransactionalLoop
 from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
 from processors.store import db
+from processors.web.webhooks import register_webhooks
 
 READY_BEAT_SECONDS = 15
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
         body = generate_latest(exposition)
         return web.bytes(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    register_webhooks(app, settings, metrics)
     return app
 
 

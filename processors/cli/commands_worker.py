@@ -25,6 +25,7 @@ def worker(obj: CliContext) -> None:
       /healthz   the process lives
       /readyz    partitions assigned, loops progressing, PostgreSQL answers
       /metrics   Prometheus metrics
+      /webhooks/jira, /webhooks/trello   upstream webhooks (signed when a secret is set)
     \b
     Before starting it checks that Kafka answers, the topics exist (`boxsync topics create`),
     and the database answers and is migrated (`boxsync db migrate`); each failure is one line.

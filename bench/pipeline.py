@@ -49,7 +49,8 @@ class Workload:
     mean_bytes: float
 
 
-def make_workload(events: int, issues: int, spread_seconds: float, seed: int = 7) -> Workload:
+def make_workload(events: int, issues: int, spread_seconds: float, seed: int = 7,
+                  site: str = SITE) -> Workload:
     """Bodies sorted by source time, as a live Jira site emits them; about 600 bytes each."""
     rng = random.Random(seed)
     start_ms = int((time.time() - 3600) // 10 * 10 * 1000)
@@ -63,22 +64,23 @@ def make_workload(events: int, issues: int, spread_seconds: float, seed: int = 7
         timestamp = busy[issue_id] + rng.randrange(0, 8000)
         raw.append((timestamp, issue_id, n))
     raw.sort()
-    bodies = [(f"BEN-{issue_id}".encode(), _body(ts, issue_id, n, rng.choice(users)))
+    bodies = [(f"BEN-{issue_id}".encode(), _body(ts, issue_id, n, rng.choice(users), site))
               for ts, issue_id, n in raw]
     last = raw[-1][0]
     # Later traffic, far ahead: closes every partition's last windows at once.
     sentinels = [(f"BEN-S{i}".encode(),
-                  _body(last + 1_000_000, SENTINEL_BASE_ID + i, events + i, users[0]))
+                  _body(last + 1_000_000, SENTINEL_BASE_ID + i, events + i, users[0], site))
                  for i in range(64)]
     mean = sum(len(v) for _, v in bodies) / events
     return Workload(bodies, sentinels, events, mean)
 
 
-def _body(timestamp: int, issue_id: int, changelog_id: int, user: dict[str, object]) -> bytes:
+def _body(timestamp: int, issue_id: int, changelog_id: int, user: dict[str, object],
+          site: str = SITE) -> bytes:
     return orjson.dumps({
         "timestamp": timestamp, "webhookEvent": "jira:issue_updated",
         "issue_event_type_name": "issue_updated", "user": user,
-        "issue": {"id": str(10000 + issue_id), "self": f"https://{SITE}/rest/api/2/issue/"
+        "issue": {"id": str(10000 + issue_id), "self": f"https://{site}/rest/api/2/issue/"
                   f"{10000 + issue_id}", "key": f"BEN-{issue_id}", "fields": {
                       "summary": f"Issue {issue_id} rev {changelog_id}",
                       "status": {"name": "In Progress", "id": "3",
@@ -263,7 +265,9 @@ def main() -> None:
         base = base.model_copy(update={"local_dir": ROOT / base.local_dir})
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     settings = base.model_copy(update={"topic_prefix": prefix})
-    workload = make_workload(args.events, args.issues, args.spread)
+    # A site of its own: every run starts with new tasks, so runs compare.
+    workload = make_workload(args.events, args.issues, args.spread,
+                             site=f"{prefix.rstrip('.')}.atlassian.net")
     print(f"workload: {workload.events} jira:issue_updated bodies, {args.issues} issues, "
           f"mean {workload.mean_bytes:.0f} bytes, source times over {args.spread:.0f} s; "
           f"{settings.partitions} partitions; {os.cpu_count()} cores")

@@ -9,4 +9,6 @@ if ! $BOXSYNC stack status --check >/dev/null 2>&1; then started=1; fi
 stop_stack() { if [ "$started" = 1 ]; then $BOXSYNC stack down; fi; }
 trap stop_stack EXIT
 $BOXSYNC stack up >/dev/null || exit 1
-.venv/bin/python -m bench.pipeline "$@"
+.venv/bin/python -m bench.pipeline "$@" || exit 1
+echo
+.venv/bin/python -m bench.gateway

@@ -108,7 +108,7 @@ class OpenWindow:
     event_ids: set[str] = field(default_factory=set)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Emitted:
     """A closed window: the `TaskUpdate` dict to publish and write, or why it was dropped."""
 

@@ -27,7 +27,8 @@ from processors.logs import event
 log = logging.getLogger("boxsync.loop")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per produced record; a frozen __init__ costs a setattr per field.
+@dataclass(slots=True)
 class Output:
     topic: str
     key: bytes | None
@@ -52,7 +53,7 @@ class Stage(Protocol):
 class TransactionalLoop:
     def __init__(self, stage: Stage, consumer_config: dict[str, Any],
                  producer_config: dict[str, Any], *, on_error: Callable[[str], None],
-                 clock: Callable[[], float] = time.time, batch_size: int = 5000,
+                 clock: Callable[[], float] = time.time, batch_size: int = 10000,
                  poll_timeout: float = 0.2, backoff: float = 2.0) -> None:
         self.stage = stage
         self._consumer_config = consumer_config

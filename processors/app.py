@@ -37,7 +37,7 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
     stage: IngestStage | CollapseStage
     stage_name = process_name.split(".")[0]
     if stage_name == "ingest":
-        stage = IngestStage(settings, metrics)
+        stage = IngestStage(settings, metrics, database_url)
     elif stage_name == "collapse":
         stage = CollapseStage(settings, metrics, database_url)
     else:

@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
+import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from processors.ingest.logic import (
     Accepted,
     IngestConfig,
     PassedOver,
+    RawRecord,
+    Rejected,
     dead_letter,
     ingest,
 )
@@ -28,6 +31,7 @@ from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
 from processors.runtime.records import raw_record
 from processors.settings import Settings
+from processors.store import db, tasks
 from schemas.topics import JIRA_EVENTS, SYNC_CHANGES, SYNC_DEADLETTER, TRELLO_EVENTS
 
 _SOURCES = {JIRA_EVENTS.name: "jira", TRELLO_EVENTS.name: "trello"}
@@ -36,8 +40,11 @@ _SOURCES = {JIRA_EVENTS.name: "jira", TRELLO_EVENTS.name: "trello"}
 class IngestStage:
     name = "ingest"
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics,
+                 database_url: str | None = None) -> None:
         self._metrics = metrics
+        self._database_url = database_url
+        self._conn: psycopg.Connection | None = None
         self._config = IngestConfig(max_event_bytes=settings.max_event_bytes,
                                     default_jira_site=settings.jira_site,
                                     field_map=dict(settings.jira_field_map))
@@ -65,6 +72,8 @@ class IngestStage:
             record = raw_record(message, self._inputs[message.topic() or ""])
             source = _SOURCES[record.topic]
             result = ingest(record, self._config)
+            if isinstance(result, Rejected) and result.reason == "unknown_site":
+                result = self._with_cached_site(record, result)
             if isinstance(result, Accepted):
                 outputs.append(Output(self._changes_topic, result.task_id.encode(),
                                       orjson.dumps(result.change)))
@@ -82,6 +91,19 @@ class IngestStage:
                 self._pending[("dead_lettered", source, result.reason)] += 1
             self._positions[(record.topic_name, record.partition)] = record.offset + 1
         return outputs
+
+    def _with_cached_site(self, record: RawRecord, rejected: Rejected
+                          ) -> Accepted | PassedOver | Rejected:
+        """Contract §2's last fallback: the one cached site that has this issue id."""
+        if rejected.issue_id is None or self._database_url is None:
+            return rejected
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self._database_url, autocommit=True)
+        sites = tasks.sites_of_issue(self._conn, rejected.issue_id)
+        if len(sites) != 1:
+            return rejected
+        record.headers = {**record.headers, "x-jira-site": sites[0].encode()}
+        return ingest(record, self._config)
 
     def tick(self, now: float) -> list[Output]:
         return []
@@ -106,3 +128,6 @@ class IngestStage:
     def reset(self) -> None:
         self._positions.clear()
         self._pending.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -92,8 +92,9 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
             or config.default_jira_site)
     site = site.strip().lower() if site else None
     if not site:
-        return Rejected("unknown_site", f"{event}: no self URL, x-jira-site header or "
-                                        "BOXSYNC_JIRA_SITE names the Jira site")
+        return Rejected("unknown_site", f"{event}: no self URL, x-jira-site header, "
+                                        "BOXSYNC_JIRA_SITE or cached issue names the Jira site",
+                        issue_id=str(issue_id))
     task_id = f"jira:{site}:{issue_id}"
     event_id = record.header("x-atlassian-webhook-identifier") or _hash_id(
         site, event, issue_id, occurred_ms, subject.discriminator)

@@ -40,3 +40,5 @@ class Rejected:
 
     reason: str
     message: str
+    # For `unknown_site`: the issue id, so the wiring can ask the app cache for its site.
+    issue_id: str | None = None

@@ -115,6 +115,15 @@ def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) ->
             conn.execute(_UPSERT, params)
 
 
+def sites_of_issue(conn: psycopg.Connection, issue_id: str) -> list[str]:
+    """The Jira sites whose cached tasks have this issue id (uses tasks_jira_issue_id)."""
+    rows = conn.execute(
+        """SELECT DISTINCT split_part(task_id, ':', 2) FROM tasks
+            WHERE source = 'jira' AND split_part(task_id, ':', 3) = %s LIMIT 2""",
+        (issue_id,)).fetchall()
+    return [row[0] for row in rows]
+
+
 def get_task(conn: psycopg.Connection, task_id: str) -> dict[str, Any] | None:
     cursor = conn.execute(
         """SELECT task_id, source, source_key, project, fields, last_author, source_updated_at,

@@ -107,3 +107,25 @@ def test_mixed_folders_give_one_change_per_good_body_and_one_dead_letter_per_bad
         time.sleep(0.5)
     else:
         raise AssertionError(metrics.decode())
+
+
+def test_an_issue_link_without_a_site_takes_the_one_cached_site_of_its_issue(
+        settings: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
+    """Contract §2: issue-link bodies carry numeric ids and no self URL; the site comes from
+    the app cache when exactly one known site has that issue id."""
+    from tests.support.kafka import publish
+
+    site = f"{settings.topic_prefix.rstrip('.')}.atlassian.net"
+    start_worker(settings)
+    publish(settings, "jira.events", [jb.created(NOW_MS, ALICE, jb.issue(site, "800", "OPS-8"),
+                                                 1)])
+    assert len(read_topic(settings, "task.updates", expect=1, timeout=30)) == 1  # now cached
+    link = {"timestamp": NOW_MS + 5, "webhookEvent": "issuelink_created",
+            "issueLink": {"id": 1, "sourceIssueId": 800, "destinationIssueId": 801}}
+    unknown = {**link, "issueLink": {"id": 2, "sourceIssueId": 987654, "destinationIssueId": 1}}
+    publish(settings, "jira.events", [link, unknown])
+    changes = read_topic(settings, "sync.changes", expect=2, timeout=30, settle=2)
+    assert [c["task_id"] for c in changes] == [f"jira:{site}:800", f"jira:{site}:800"]
+    assert changes[1]["upstream_event"] == "issuelink_created"
+    letters = read_topic(settings, "sync.deadletter", expect=1, timeout=15)
+    assert [letter["error"]["type"] for letter in letters] == ["unknown_site"]

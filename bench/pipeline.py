@@ -145,6 +145,8 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
     load(settings.kafka_bootstrap, raw_topic, workload.bodies)
     worker = WorkerProcess(worker_env(settings, BOXSYNC_WEB_PORT=str(free_port()),
                                       BOXSYNC_INGEST_PROCESSES=str(settings.ingest_processes),
+                                      BOXSYNC_COLLAPSE_PROCESSES=str(
+                                          settings.collapse_processes),
                                       BOXSYNC_LOG_LEVEL="WARNING"), log)
     peak_rss = 0.0
     broker = broker_process()
@@ -160,15 +162,16 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
         consumer.subscribe([TASK_UPDATES.full_name(settings.topic_prefix)])
         deadline = time.monotonic() + 600
         closed, drained_at, sent_sentinels = 0.0, None, False
+        watch = IngestWatch(settings, raw_topic)
         while time.monotonic() < deadline:
-            if not sent_sentinels and ingest_done(settings, raw_topic):
+            if not sent_sentinels and watch.done():
                 # Published once ingest has committed the workload: re-keying reads the raw
                 # partitions unevenly, and stream time that ran ahead would make events late.
                 load(settings.kafka_bootstrap, raw_topic, workload.sentinels)
                 sent_sentinels = True
             family = [proc, *proc.children(recursive=True)]
             peak_rss = max(peak_rss, sum(p.memory_info().rss for p in family) / 2**20)
-            messages = consumer.consume(5000, 0.5)
+            messages = consumer.consume(5000, 0.05)
             for message in messages:
                 if message.error():
                     continue
@@ -184,6 +187,7 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path
             elif not messages and time.monotonic() - drained_at > 2:
                 break
         consumer.close()
+        watch.close()
         if drained_at is None:
             raise SystemExit(f"boxsync did not finish: {closed:.0f} of {workload.events} events")
         cpu = {"broker": _cpu(broker) - broker_cpu, "worker (faust, web)": _cpu(proc)}
@@ -216,17 +220,23 @@ def _cpu(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
-def ingest_done(settings: Settings, raw_topic: str) -> bool:
-    """Has the ingest stage committed every record of the raw topic?"""
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": group_id(settings, "ingest")})
-    try:
-        partitions = consumer.list_topics(raw_topic, timeout=10).topics[raw_topic].partitions
-        committed = consumer.committed([TopicPartition(raw_topic, p) for p in partitions], 10)
-        return all(tp.offset >= consumer.get_watermark_offsets(tp, timeout=10)[1]
-                   for tp in committed)
-    finally:
-        consumer.close()
+class IngestWatch:
+    """Tells, cheaply and repeatedly, whether the ingest stage committed all of a raw topic."""
+
+    def __init__(self, settings: Settings, raw_topic: str) -> None:
+        self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                                   "group.id": group_id(settings, "ingest")})
+        partitions = self._consumer.list_topics(raw_topic, timeout=10).topics[raw_topic]
+        self._partitions = [TopicPartition(raw_topic, p) for p in partitions.partitions]
+        self._ends = [self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+                      for tp in self._partitions]
+
+    def done(self) -> bool:
+        committed = self._consumer.committed(self._partitions, timeout=10)
+        return all(tp.offset >= end for tp, end in zip(committed, self._ends, strict=True))
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def changes_closed(worker: WorkerProcess) -> float:

@@ -65,8 +65,9 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
     )
-    ingest = ["ingest"] + [f"ingest.{n}" for n in range(2, settings.ingest_processes + 1)]
-    supervisor = StageSupervisor(settings, database_url, (*ingest, "collapse"))
+    supervisor = StageSupervisor(settings, database_url, (
+        *_process_names("ingest", settings.ingest_processes),
+        *_process_names("collapse", settings.collapse_processes)))
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 
@@ -101,6 +102,11 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
 
     register_webhooks(app, settings, metrics)
     return app
+
+
+def _process_names(stage: str, count: int) -> list[str]:
+    """`ingest`, `ingest.2`, ...: one name per process, stable across restarts."""
+    return [stage] + [f"{stage}.{n}" for n in range(2, count + 1)]
 
 
 def _ping_database(database_url: str) -> None:

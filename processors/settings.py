@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, le=256)
     # Ingest is the CPU-heaviest stage; more processes share the raw topics' partitions.
     ingest_processes: int = Field(2, ge=1, le=16)
+    # Collapse processes share sync.changes' partitions (a task stays on one of them).
+    collapse_processes: int = Field(2, ge=1, le=16)
     collapse_interval_seconds: int = Field(5, ge=1, le=10)
     grace_seconds: float = Field(1.0, ge=0, le=60)
     # How long a task remembers the event ids it applied (Jira retries for up to 30 min).

@@ -60,6 +60,22 @@ def test_worker_without_postgres_exits_non_zero_with_one_line() -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_an_unmigrated_database_is_one_line_saying_what_to_run(tmp_path: Path) -> None:
+    """A database with nothing applied yet (an empty schema of its own)."""
+    migrate = boxsync("db", "migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    status = boxsync("stack", "status")
+    url = next(line.split()[2] for line in status.stdout.splitlines()
+               if line.startswith("postgres"))
+    if not url.startswith("postgresql://"):
+        pytest.skip("the database URL is not shown for an external database")
+    empty = f"{url}&options=-csearch_path%3Dempty_{os.getpid()}" if "?" in url else \
+        f"{url}?options=-csearch_path%3Dempty_{os.getpid()}"
+    result = boxsync("task", "show", "jira:x:1", env={"BOXSYNC_DATABASE_URL": empty})
+    assert result.returncode != 0
+    assert "run `boxsync db migrate`" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_publish_to_an_unknown_topic_is_refused() -> None:
     result = boxsync("publish", "--topic", "nope", str(ROOT / "README.md"))
     assert result.returncode != 0
@@ -67,6 +83,7 @@ def test_publish_to_an_unknown_topic_is_refused() -> None:
 
 
 def test_task_show_of_an_unknown_task_is_one_line(tmp_path: Path) -> None:
+    assert boxsync("db", "migrate").returncode == 0  # as a user would, first
     result = boxsync("task", "show", "jira:nowhere.example:0")
     assert result.returncode != 0
     assert result.stderr.startswith("boxsync: ") and "no task" in result.stderr

@@ -42,6 +42,7 @@ def _register() -> None:
         commands_db,
         commands_demo,
         commands_kafka,
+        commands_replay,
         commands_stack,
         commands_worker,
     )
@@ -54,6 +55,7 @@ def _register() -> None:
     cli.add_command(commands_db.task)
     cli.add_command(commands_worker.worker)
     cli.add_command(commands_demo.demo)
+    cli.add_command(commands_replay.replay)
 
 
 _register()

@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from processors.metrics import Metrics
 from processors.runtime.kafka import producer_config
 from processors.settings import Settings, load_settings
 from processors.web.webhooks import Gateway, Publisher, PublishError, sources
-from schemas.topics import JIRA_EVENTS, TRELLO_EVENTS, TopicSpec
+from schemas.topics import JIRA_EVENTS, TRELLO_EVENTS
 from tests.support import jira_bodies as jb
-from tests.support.kafka import WorkerProcess, free_port
+from tests.support.kafka import WorkerProcess, free_port, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -37,50 +36,10 @@ MAX_BYTES = 2048
 
 
 @dataclass(frozen=True)
-class Record:
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes]
-
-
-@dataclass(frozen=True)
 class Reply:
     status: int
     body: bytes
     headers: dict[str, str]
-
-
-def read_records(settings: Settings, spec: TopicSpec, *, expect: int,
-                 timeout: float = 30.0, settle: float = 1.0) -> list[Record]:
-    """Raw records (key, value, headers) of a topic from the start: wait for `expect`, then
-    `settle` seconds more to catch one that must not be there."""
-    name = spec.full_name(settings.topic_prefix)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
-    metadata = consumer.list_topics(name, timeout=10)
-    consumer.assign([TopicPartition(name, p, -2) for p in metadata.topics[name].partitions])
-    found: list[Record] = []
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            if settle_until is None and len(found) >= expect:
-                settle_until = time.monotonic() + settle
-            if settle_until is not None and time.monotonic() >= settle_until:
-                break
-            message = consumer.poll(0.2)
-            if message is None or message.error():
-                continue
-            raw = message.headers() or []
-            headers: dict[str, bytes] = {}
-            for name, value in raw.items() if isinstance(raw, dict) else raw:
-                assert isinstance(value, bytes)
-                headers[name] = value
-            found.append(Record(message.key(), message.value() or b"", headers))
-    finally:
-        consumer.close()
-    return found
 
 
 def request(worker: WorkerProcess, method: str, path: str,
@@ -212,12 +171,12 @@ def test_gateway(settings: Settings, start_worker: Any, subtests: Any) -> None:
             assert reply.status == 401
 
     with subtests.test("jira.events holds exactly the accepted bodies, byte for byte"):
-        records = read_records(settings, JIRA_EVENTS, expect=len(accepted_jira))
+        records = read_records(settings, JIRA_EVENTS.name, expect=len(accepted_jira))
         assert sorted((r.value, r.headers) for r in records) == sorted(accepted_jira)
         assert sorted(r.key or b"" for r in records) == [b"GW-1", b"GW-2"]
 
     with subtests.test("trello.events holds exactly the accepted body, keyed by card"):
-        records = read_records(settings, TRELLO_EVENTS, expect=len(accepted_trello))
+        records = read_records(settings, TRELLO_EVENTS.name, expect=len(accepted_trello))
         assert [(r.key, r.value) for r in records] == [(b"64b7f0c2a1b2c3d4e5f6aaaa",
                                                         accepted_trello[0])]
 

@@ -7,15 +7,20 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from processors.settings import Settings
 from tests.support import jira_bodies as jb
-from tests.support.kafka import ROOT, WorkerProcess, publish, read_topic, worker_env
+from tests.support.kafka import (
+    ROOT,
+    WorkerProcess,
+    publish,
+    read_records,
+    read_topic,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,25 +29,6 @@ def boxsync(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "processors.cli.main", *args], cwd=ROOT,
                           env={**os.environ, **worker_env(settings)}, capture_output=True,
                           text=True, timeout=90, check=False)
-
-
-def raw_records(settings: Settings, topic: str, settle: float = 2.0
-                ) -> list[tuple[bytes | None, dict[str, bytes]]]:
-    """(value, headers) of every record of a topic, from the start."""
-    name = settings.topic_prefix + topic
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": f"test-{uuid.uuid4().hex}"})
-    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-    consumer.assign([TopicPartition(name, p, -2) for p in partitions])
-    found: list[tuple[bytes | None, dict[str, bytes]]] = []
-    quiet_until = time.monotonic() + settle
-    while time.monotonic() < quiet_until:
-        message = consumer.poll(0.2)
-        if message is not None and not message.error():
-            found.append((message.value(), dict(message.headers() or [])))
-            quiet_until = time.monotonic() + settle
-    consumer.close()
-    return found
 
 
 def test_dead_letters_go_back_to_their_topic_with_their_original_bytes(
@@ -59,16 +45,16 @@ def test_dead_letters_go_back_to_their_topic_with_their_original_bytes(
     dry = boxsync(settings, "replay", "--topic", "sync.deadletter", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert f"would replay 2 records from {settings.topic_prefix}sync.deadletter" in dry.stdout
-    assert raw_records(settings, "jira.events", settle=1) == []
+    assert read_records(settings, "jira.events", settle=1) == []
 
     done = boxsync(settings, "replay", "--topic", "sync.deadletter")
     assert done.returncode == 0, done.stderr
     assert f"to {settings.topic_prefix}jira.events (2)" in done.stdout
-    replayed = raw_records(settings, "jira.events")
-    assert sorted(value for value, _ in replayed if value) == sorted(originals)
-    for _, headers in replayed:
-        assert headers["x-atlassian-webhook-identifier"].startswith(b"d-")
-        assert headers["x-boxsync-replayed-from"].startswith(
+    replayed = read_records(settings, "jira.events", expect=2, settle=1)
+    assert sorted(record.value for record in replayed) == sorted(originals)
+    for record in replayed:
+        assert record.headers["x-atlassian-webhook-identifier"].startswith(b"d-")
+        assert record.headers["x-boxsync-replayed-from"].startswith(
             f"{settings.topic_prefix}sync.deadletter:".encode())
 
 
@@ -81,7 +67,8 @@ def test_since_bounds_the_replay_and_to_topic_redirects_it(settings: Settings) -
     result = boxsync(settings, "replay", "--topic", "jira.events", "--since", since,
                      "--to-topic", "trello.events", "--rate", "50")
     assert result.returncode == 0, result.stderr
-    assert [value for value, _ in raw_records(settings, "trello.events")] == [b'{"n": 3}']
+    assert [r.value for r in read_records(settings, "trello.events", expect=1, settle=2)] \
+        == [b'{"n": 3}']
 
 
 def test_replaying_applied_upstream_events_changes_nothing(

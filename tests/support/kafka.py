@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +55,24 @@ def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[s
     assert producer.flush(30) == 0
 
 
-def read_topic(settings: Settings, topic_name: str, *, expect: int = 0,
-               timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
-    """Committed records of a topic from the start: wait until `expect` are there, then
-    `settle` seconds more (to catch a duplicate that must not come)."""
+@dataclass(frozen=True)
+class Record:
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes]
+
+
+def read_records(settings: Settings, topic_name: str, *, expect: int = 0,
+                 timeout: float = 30.0, settle: float = 0.0) -> list[Record]:
+    """Committed raw records of a topic from the start: wait until `expect` are there, then
+    `settle` seconds more (to catch one that must not come)."""
     topic = by_name(topic_name).full_name(settings.topic_prefix)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                          "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
                          "isolation.level": "read_committed"})
     metadata = consumer.list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, -2) for p in metadata.topics[topic].partitions])
-    found: list[dict[str, Any]] = []
+    found: list[Record] = []
     deadline = time.monotonic() + timeout
     settle_until: float | None = None
     try:
@@ -74,11 +82,24 @@ def read_topic(settings: Settings, topic_name: str, *, expect: int = 0,
             if settle_until is not None and time.monotonic() >= settle_until:
                 break
             message = consumer.poll(0.2)
-            if message is not None and not message.error():
-                found.append(orjson.loads(message.value()))
+            if message is None or message.error():
+                continue
+            raw = message.headers() or []
+            pairs = raw.items() if isinstance(raw, dict) else raw
+            headers = {name: value for name, value in pairs if isinstance(value, bytes)}
+            key = message.key()
+            found.append(Record(key.encode() if isinstance(key, str) else key,
+                                message.value() or b"", headers))
     finally:
         consumer.close()
     return found
+
+
+def read_topic(settings: Settings, topic_name: str, *, expect: int = 0,
+               timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
+    """Committed JSON records of a topic from the start (see read_records)."""
+    return [orjson.loads(record.value) for record in
+            read_records(settings, topic_name, expect=expect, timeout=timeout, settle=settle)]
 
 
 class WorkerProcess:

@@ -63,9 +63,7 @@ class Change:
     @classmethod
     def from_message(cls, value: Mapping[str, Any], offset: int) -> Change:
         """Raises ValueError (or KeyError/TypeError) for a message that is not a ChangeEvent."""
-        occurred = datetime.fromisoformat(value["occurred_at"])
-        if occurred.tzinfo is None:
-            raise ValueError("occurred_at has no time zone")
+        at = epoch_seconds(value["occurred_at"])
         author = value["author"]
         changes = value.get("changes") or {}
         origin = value.get("origin") or {}
@@ -75,7 +73,7 @@ class Change:
         return cls(
             event_id=str(value["event_id"]), task_id=str(value["task_id"]),
             source=str(value["source"]), source_key=value.get("source_key"),
-            project=value.get("project"), kind=str(value["kind"]), at=occurred.timestamp(),
+            project=value.get("project"), kind=str(value["kind"]), at=at,
             author=author, changes=changes, tiebreak=str(value.get("tiebreak") or ""),
             offset=offset,
             origin=f"{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}",
@@ -269,6 +267,22 @@ def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
     """Deterministic, so that a replay produces the same ids."""
     anchor = iso(window_or_run) if isinstance(window_or_run, float | int) else window_or_run
     return hashlib.sha256(f"{task_id}|{sync_type}|{anchor}".encode()).hexdigest()[:32]
+
+
+def epoch_seconds(text: str) -> float:
+    """An ISO-8601 time with a zone → epoch seconds. The form ingest writes
+    (`YYYY-MM-DDTHH:MM:SS.mmmZ`) takes a cached per-second path; others the general parser."""
+    if len(text) == 24 and text[19] == "." and text[23] == "Z":
+        return _second_epoch(text[:19]) + int(text[20:23]) / 1000
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("occurred_at has no time zone")
+    return moment.timestamp()
+
+
+@functools.lru_cache(maxsize=4096)
+def _second_epoch(second: str) -> float:
+    return datetime.fromisoformat(second).replace(tzinfo=UTC).timestamp()
 
 
 @functools.lru_cache(maxsize=4096)

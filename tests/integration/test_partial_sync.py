@@ -195,3 +195,32 @@ def test_a_redelivery_is_applied_once_also_across_a_restart(
         time.sleep(0.5)
     else:
         raise AssertionError("the retry was not counted as a duplicate")
+
+
+def test_a_killed_stage_process_is_restarted_and_nothing_is_lost_or_doubled(
+        settings: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
+    """The supervisor restarts a stage process that died; the restarted one fences its
+    predecessor's open transaction (same transactional id) and re-reads what was not
+    committed."""
+    worker = start_worker(settings)
+    assert worker.process is not None
+    site, base = site_of(settings), window_base_ms(settings.collapse_interval_seconds)
+    publish(settings, "jira.events", [jb.updated(base + n, ALICE, jb.issue(site, str(n), "A-1"),
+                                                 n, [jb.item("summary", "A task")])
+                                      for n in range(1, 6)])
+    assert len(read_topic(settings, "task.updates", expect=5, timeout=30)) == 5
+
+    for child in psutil.Process(worker.process.pid).children():
+        if child.name().startswith("bs-collapse"):
+            child.kill()
+    publish(settings, "jira.events", [jb.updated(base + n, BOB, jb.issue(site, str(n), "A-1"),
+                                                 n, [jb.item("summary", "A task")])
+                                      for n in range(6, 11)])
+    updates = read_topic(settings, "task.updates", expect=10, timeout=60, settle=3)
+    ids = [u["update_id"] for u in updates]
+    assert len(ids) == len(set(ids)) == 10, updates
+    assert {u["task_id"] for u in updates} == {f"jira:{site}:{n}" for n in range(1, 11)}
+    deadline = time.monotonic() + 20
+    while worker.http("/readyz")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert worker.http("/readyz")[0] == 200

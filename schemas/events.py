@@ -84,6 +84,24 @@ class TaskUpdate(Message):
     project: str | None = None
 
 
+class ReferenceEvent(Message):
+    """A Jira project, version, sprint or board event (not about one task), passed on to
+    `sync.reference` for the box filters: e.g. `project_deleted` or `project_archived` for a
+    project in a box's scope flags the box's scope as corrupted."""
+
+    schema_version: Literal[1] = 1
+    event_id: str
+    source: Literal["jira"]
+    site: str | None = None
+    upstream_event: str  # project_deleted, jira:version_released, sprint_started, ...
+    entity: Literal["project", "version", "sprint", "board"]
+    entity_id: str
+    project: str | None = Field(None, description="the Jira project key, where the body says")
+    occurred_at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    origin: Origin
+
+
 class ErrorInfo(Message):
     type: str
     message: str
@@ -108,5 +126,6 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "ChangeEvent": ChangeEvent,
     "TaskUpdate": TaskUpdate,
     "DeadLetter": DeadLetter,
+    "ReferenceEvent": ReferenceEvent,
     "Person": Person,
 }

@@ -53,12 +53,15 @@ TASK_UPDATES = TopicSpec("task.updates", "task id", "TaskUpdate", Cleanup.DELETE
                          keyed_by_task=True)
 SYNC_STATUS = TopicSpec("sync.status", "box id", "SyncStatus", Cleanup.DELETE)
 OKR_UPDATES = TopicSpec("okr.updates", "key result id", "KeyResultProgress", Cleanup.DELETE)
+# Internal, documented: Jira project/version/sprint/board events, for the box filters.
+SYNC_REFERENCE = TopicSpec("sync.reference", "<entity>:<site>:<id>", "ReferenceEvent",
+                           Cleanup.DELETE, 30 * DAY_MS)
 SYNC_DEADLETTER = TopicSpec("sync.deadletter", "the original key", "DeadLetter",
                             Cleanup.DELETE, 30 * DAY_MS)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     JIRA_EVENTS, TRELLO_EVENTS, SYNC_COMMANDS, BOX_DEFINITIONS, JIRA_PERMISSIONS, OKR_LINKS,
-    SYNC_CHANGES, TASK_UPDATES, SYNC_STATUS, OKR_UPDATES, SYNC_DEADLETTER,
+    SYNC_CHANGES, TASK_UPDATES, SYNC_STATUS, OKR_UPDATES, SYNC_DEADLETTER, SYNC_REFERENCE,
 )
 
 

@@ -9,7 +9,7 @@ import click
 from processors.cli.common import CliContext
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
-from processors.runtime.preflight import check_database, check_topics, kafka_metadata
+from processors.runtime.preflight import check_database, wait_for_topics
 from processors.stack.postgres import resolve_database_url
 
 
@@ -36,7 +36,7 @@ def worker(obj: CliContext) -> None:
     from processors.app import create_app
 
     settings = obj.settings
-    check_topics(settings, kafka_metadata(settings))
+    wait_for_topics(settings)
     database_url = resolve_database_url(settings)
     check_database(database_url)
     app = create_app(settings, Metrics.create(), database_url)

@@ -1,7 +1,8 @@
 """Ingest wiring: raw upstream records → `sync.changes` (keyed by task id) or `sync.deadletter`.
 
 Input: `jira.events`, `trello.events` (raw bodies, any key). Output: `sync.changes` (key: task
-id, value: ChangeEvent JSON) and `sync.deadletter` (key: the original key, value: DeadLetter).
+id, value: ChangeEvent JSON), `sync.reference` (key: `<entity>:<site>:<id>`, value:
+ReferenceEvent) and `sync.deadletter` (key: the original key, value: DeadLetter).
 No window, no state beyond the batch. Delivery: exactly once into the output topics (outputs
 and input offsets share one Kafka transaction, see processors.runtime.loop); every record ends
 as a change, a counted pass-over or a dead letter.
@@ -22,6 +23,7 @@ from processors.ingest.logic import (
     IngestConfig,
     PassedOver,
     RawRecord,
+    Reference,
     Rejected,
     dead_letter,
     ingest,
@@ -32,7 +34,13 @@ from processors.runtime.loop import Output
 from processors.runtime.records import raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
-from schemas.topics import JIRA_EVENTS, SYNC_CHANGES, SYNC_DEADLETTER, TRELLO_EVENTS
+from schemas.topics import (
+    JIRA_EVENTS,
+    SYNC_CHANGES,
+    SYNC_DEADLETTER,
+    SYNC_REFERENCE,
+    TRELLO_EVENTS,
+)
 
 _SOURCES = {JIRA_EVENTS.name: "jira", TRELLO_EVENTS.name: "trello"}
 
@@ -51,6 +59,7 @@ class IngestStage:
         self._inputs = {topic(settings, spec): spec.name for spec in (JIRA_EVENTS, TRELLO_EVENTS)}
         self._changes_topic = topic(settings, SYNC_CHANGES)
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
+        self._reference_topic = topic(settings, SYNC_REFERENCE)
         self._positions: dict[tuple[str, int], int] = {}
         # Counted when the batch commits, so a re-read batch is not counted twice.
         self._pending: Counter[tuple[str, str, str]] = Counter()
@@ -80,6 +89,10 @@ class IngestStage:
                 self._pending[("consumed", source, result.event)] += 1
                 if result.sanitized:
                     self._pending[("sanitized", source, "")] += 1
+            elif isinstance(result, Reference):
+                outputs.append(Output(self._reference_topic, result.key.encode(),
+                                      orjson.dumps(result.event_body)))
+                self._pending[("consumed", source, result.event)] += 1
             elif isinstance(result, PassedOver):
                 self._pending[("consumed", source, result.event)] += 1
                 self._pending[("passed_over", source, result.reason)] += 1
@@ -93,7 +106,7 @@ class IngestStage:
         return outputs
 
     def _with_cached_site(self, record: RawRecord, rejected: Rejected
-                          ) -> Accepted | PassedOver | Rejected:
+                          ) -> Accepted | Reference | PassedOver | Rejected:
         """Contract §2's last fallback: the one cached site that has this issue id."""
         if rejected.issue_id is None or self._database_url is None:
             return rejected

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
 from processors.ingest.text import clean_text
 
 ISSUE_EVENT_KINDS = {
@@ -68,7 +68,7 @@ class _Subject:
 
 
 def normalize(body: dict[str, Any], record: Any, config: IngestConfig
-              ) -> Accepted | PassedOver | Rejected:
+              ) -> Accepted | Reference | PassedOver | Rejected:
     """Normalize one decoded Jira webhook body. `record` is the RawRecord it came from."""
     event = body.get("webhookEvent")
     if not isinstance(event, str) or not event:
@@ -76,7 +76,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     builder = _BUILDERS.get(event)
     if builder is None:
         if event.startswith(REFERENCE_EVENT_PREFIXES):
-            return PassedOver("reference_event", event)
+            return reference(body, event, record, config)
         return PassedOver("unhandled_event", event)
     subject = builder(body, event, config)
     if isinstance(subject, Rejected):
@@ -178,9 +178,51 @@ _BUILDERS: dict[str, _Builder] = {
                     _worklog_subject),
     **dict.fromkeys(("issuelink_created", "issuelink_deleted"), _link_subject),
 }
-# Recognized, valid, not about one task: counted as passed over with reason `reference_event`
-# (the box filters will act on project deletion and archiving).
-REFERENCE_EVENT_PREFIXES = ("project_", "jira:version_", "sprint_", "board_")
+# Not about one task: passed on to `sync.reference` for the box filters (which act on project
+# deletion and archiving). upstream prefix -> (entity, the body's key holding the object)
+_REFERENCE_ENTITIES = {"project_": "project", "jira:version_": "version", "sprint_": "sprint",
+                       "board_": "board"}
+REFERENCE_EVENT_PREFIXES = tuple(_REFERENCE_ENTITIES)
+_REFERENCE_DATA = ("key", "name", "archived", "released", "releaseDate", "state", "projectId",
+                   "originBoardId", "projectTypeKey")
+
+
+def reference(body: dict[str, Any], event: str, record: Any, config: IngestConfig
+              ) -> Reference | Rejected:
+    """A project, version, sprint or board event → a `ReferenceEvent` dict."""
+    entity = next(name for prefix, name in _REFERENCE_ENTITIES.items()
+                  if event.startswith(prefix))
+    subject = body.get(entity)
+    if not isinstance(subject, dict):
+        return Rejected(f"missing_{entity}", f"{event} without a {entity} object")
+    entity_id = subject.get("id")
+    if isinstance(entity_id, bool) or not isinstance(entity_id, str | int) or not str(entity_id):
+        return Rejected("missing_entity_id", f"{event} without {entity}.id")
+    occurred_ms = _timestamp_ms(body.get("timestamp"))
+    if occurred_ms is None:
+        return Rejected("invalid_timestamp",
+                        f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
+    site = _host(subject.get("self")) or record.header("x-jira-site") or config.default_jira_site
+    site = site.strip().lower() if site else None
+    key = subject.get("key")
+    reference_event = {
+        "schema_version": 1,
+        "event_id": record.header("x-atlassian-webhook-identifier") or _hash_id(
+            site, event, entity, entity_id, occurred_ms),
+        "source": "jira",
+        "site": site,
+        "upstream_event": event,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "project": clean_text(key) if entity == "project" and isinstance(key, str) else None,
+        "occurred_at": _iso_ms(occurred_ms),
+        "data": {name: clean_text(value) if isinstance(value, str) else value
+                 for name in _REFERENCE_DATA
+                 if isinstance(value := subject.get(name), str | int | float | bool)},
+        "origin": {"topic": record.topic_name, "partition": record.partition,
+                   "offset": record.offset},
+    }
+    return Reference(f"{entity}:{site or ''}:{entity_id}", reference_event, "jira", event)
 
 
 def person(user: object) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Ingest, pure logic: one raw upstream record → a change, a counted pass-over, or a rejection.
+"""Ingest, pure logic: one raw upstream record → a change, a reference event (project,
+version, sprint, board), a counted pass-over, or a rejection.
 
 No I/O here. `ingest()` never raises for any input bytes: every outcome is a value, so the
 wiring can publish, count or dead-letter it and move on.
@@ -17,11 +18,11 @@ from typing import Any
 import orjson
 
 from processors.ingest import jira, trello
-from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
 from processors.ingest.text import clean_text
 
-__all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Rejected", "dead_letter",
-           "ingest"]
+__all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Reference", "Rejected",
+           "dead_letter", "ingest"]
 
 
 # Not frozen: a frozen dataclass's __init__ costs a setattr call per field, per event.
@@ -47,7 +48,7 @@ class RawRecord:
         return raw.decode("utf-8", "replace") if raw else None
 
 
-def ingest(record: RawRecord, config: IngestConfig) -> Accepted | PassedOver | Rejected:
+def ingest(record: RawRecord, config: IngestConfig) -> Accepted | Reference | PassedOver | Rejected:
     """Decode and normalize one raw record."""
     value = record.value
     if value is None or not value.strip():
@@ -76,7 +77,7 @@ def ingest(record: RawRecord, config: IngestConfig) -> Accepted | PassedOver | R
 
 
 def _normalize(body: dict[str, Any], record: RawRecord, config: IngestConfig
-               ) -> Accepted | PassedOver | Rejected:
+               ) -> Accepted | Reference | PassedOver | Rejected:
     if record.topic == "jira.events":
         return jira.normalize(body, record, config)
     if record.topic == "trello.events":

@@ -27,6 +27,16 @@ class Accepted:
 
 
 @dataclass(slots=True)
+class Reference:
+    """A `ReferenceEvent` (a dict ready for orjson) for `sync.reference`, with its key."""
+
+    key: str
+    event_body: dict[str, Any]
+    source: str
+    event: str
+
+
+@dataclass(slots=True)
 class PassedOver:
     """A valid upstream record that boxsync does not act on; counted with its reason."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 from psycopg import OperationalError
@@ -23,6 +25,22 @@ def kafka_metadata(settings: Settings, timeout: float = 5) -> ClusterMetadata:
         raise UnavailableError(
             f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc.args[0].str()}); "
             "start it with `boxsync stack up` or set BOXSYNC_KAFKA_BOOTSTRAP") from None
+
+
+def wait_for_topics(settings: Settings, timeout: float = 15.0) -> None:
+    """check_topics, allowing for topics created a moment ago: a broker's metadata cache
+    learns of new topics shortly after CreateTopics returns."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check_topics(settings, kafka_metadata(settings))
+            return
+        except UnavailableError:
+            raise
+        except BoxsyncError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def check_topics(settings: Settings, metadata: ClusterMetadata) -> None:

@@ -97,7 +97,10 @@ def test_mixed_folders_give_one_change_per_good_body_and_one_dead_letter_per_bad
                                                "trello:5f5f5f5f5f5f5f5f5f5f5f5f"}
 
     deadline = time.monotonic() + 15
-    expected = [b'boxsync_events_passed_over_total{reason="reference_event",source="jira"} 1.0',
+    references = read_topic(settings, "sync.reference", expect=1, timeout=15, settle=1)
+    assert [(r["upstream_event"], r["project"]) for r in references] == [
+        ("project_archived", "OPS")]
+    expected = [b'boxsync_events_consumed_total{event="project_archived",source="jira"} 1.0',
                 b'boxsync_events_passed_over_total{reason="unhandled_event",source="trello"} 1.0',
                 b'boxsync_events_dead_lettered_total{reason="invalid_json",source="jira"} 1.0']
     while time.monotonic() < deadline:

@@ -22,11 +22,12 @@ from processors.ingest.logic import (
     IngestConfig,
     PassedOver,
     RawRecord,
+    Reference,
     Rejected,
     dead_letter,
     ingest,
 )
-from schemas.events import ChangeEvent, DeadLetter
+from schemas.events import ChangeEvent, DeadLetter, ReferenceEvent
 
 # --------------------------------------------------------------------------------------------
 # Builders: realistic Jira Cloud and Data Center bodies
@@ -571,7 +572,7 @@ def test_site_from_header_is_normalized_like_the_host_of_self() -> None:
 def test_malformed_issue_self_does_not_raise() -> None:
     issue = cloud_issue(self_url=f"https://[{CLOUD_SITE}/rest/api/2/issue/{ISSUE_ID}")
     result = ingest(record(created_body(issue=issue)), CONFIG)
-    assert isinstance(result, Accepted | PassedOver | Rejected)
+    assert isinstance(result, Accepted | Reference | PassedOver | Rejected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -663,11 +664,19 @@ JIRA_VERSION_RELEASED = {
 
 @pytest.mark.parametrize("payload", [PROJECT_CREATED, JIRA_VERSION_RELEASED],
                          ids=["project_created", "jira:version_released"])
-def test_events_boxsync_does_not_act_on_are_passed_over(payload: dict[str, Any]) -> None:
+def test_project_and_version_events_become_reference_events(payload: dict[str, Any]) -> None:
     result = ingest(record(payload), CONFIG)
+    assert isinstance(result, Reference), result
+    event_body = ReferenceEvent.model_validate(result.event_body)
+    assert event_body.upstream_event == payload["webhookEvent"]
+    assert event_body.site == CLOUD_SITE
+
+
+@pytest.mark.parametrize("event", ["user_created", "attachment_created", "filter_updated"])
+def test_events_boxsync_does_not_act_on_are_passed_over(event: str) -> None:
+    result = ingest(record({"timestamp": TS_MS, "webhookEvent": event}), CONFIG)
     assert isinstance(result, PassedOver)
-    assert result.event == payload["webhookEvent"]
-    assert result.reason
+    assert (result.reason, result.event) == ("unhandled_event", event)
 
 
 def test_other_topics_are_passed_over() -> None:
@@ -763,12 +772,39 @@ def test_issuelink_without_any_site_is_dead_lettered() -> None:
 
 
 @pytest.mark.parametrize("event", ["project_deleted", "project_archived", "project_soft_deleted",
-                                   "jira:version_released", "sprint_started"])
-def test_reference_events_are_recognized_and_never_dead_lettered(event: str) -> None:
-    result = ingest(record({"timestamp": TS_MS, "webhookEvent": event,
-                            "project": {"id": 10000, "key": "OPS"}}), CONFIG)
-    assert isinstance(result, PassedOver)
-    assert (result.reason, result.event) == ("reference_event", event)
+                                   "project_restored_archived"])
+def test_project_events_are_passed_on_as_reference_events(event: str) -> None:
+    """For the box filters: a deleted or archived project corrupts the scopes naming it."""
+    result = ingest(record({"timestamp": TS_MS, "webhookEvent": event, "project": {
+        "self": f"https://{CLOUD_SITE}/rest/api/2/project/10000", "id": 10000, "key": "OPS",
+        "name": "Operations", "projectLead": {"accountId": BOB_ID}}}), CONFIG)
+    assert isinstance(result, Reference), result
+    assert result.key == f"project:{CLOUD_SITE}:10000"
+    event_body = ReferenceEvent.model_validate(result.event_body)
+    assert (event_body.entity, event_body.entity_id, event_body.project) == (
+        "project", "10000", "OPS")
+    assert event_body.site == CLOUD_SITE and event_body.upstream_event == event
+    assert event_body.data == {"key": "OPS", "name": "Operations"}
+
+
+@pytest.mark.parametrize(("event", "entity", "subject"), [
+    ("jira:version_released", "version",
+     {"id": "10010", "name": "1.2", "projectId": 10000, "released": True}),
+    ("sprint_started", "sprint", {"id": 5, "name": "Sprint 5", "state": "active",
+                                  "originBoardId": 3}),
+    ("board_created", "board", {"id": 3, "name": "OPS board"}),
+])
+def test_version_sprint_and_board_events_are_reference_events(
+        event: str, entity: str, subject: dict[str, Any]) -> None:
+    result = ingest(record({"timestamp": TS_MS, "webhookEvent": event, entity: subject},
+                           headers={"x-jira-site": CLOUD_SITE.encode()}), CONFIG)
+    assert isinstance(result, Reference), result
+    assert ReferenceEvent.model_validate(result.event_body).entity == entity
+
+
+def test_a_reference_event_without_its_object_is_dead_lettered() -> None:
+    result = ingest(record({"timestamp": TS_MS, "webhookEvent": "project_deleted"}), CONFIG)
+    assert isinstance(result, Rejected) and result.reason == "missing_project"
 
 
 # --------------------------------------------------------------------------------------------
@@ -955,7 +991,7 @@ def test_ingest_never_raises_for_any_bytes(value: bytes | None,
                                            headers: dict[str, bytes | None]) -> None:
     config = IngestConfig(max_event_bytes=4096, field_map=FIELD_MAP)
     result = ingest(record(value, headers=headers), config)
-    assert isinstance(result, Accepted | PassedOver | Rejected)
+    assert isinstance(result, Accepted | Reference | PassedOver | Rejected)
     if isinstance(result, Accepted):
         ChangeEvent.model_validate(result.change)
 

@@ -82,15 +82,12 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     if isinstance(subject, Rejected):
         return subject
     issue_id = subject.issue_id
-    if isinstance(issue_id, bool) or not isinstance(issue_id, str | int) or not str(issue_id):
+    if not _is_id(issue_id):
         return Rejected("missing_issue_id", f"{event} names no issue id")
     occurred_ms = _timestamp_ms(body.get("timestamp"))
     if occurred_ms is None:
-        return Rejected("invalid_timestamp",
-                        f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
-    site = (_host(subject.site_url) or record.header("x-jira-site")
-            or config.default_jira_site)
-    site = site.strip().lower() if site else None
+        return _bad_timestamp(body)
+    site = _site(subject.site_url, record, config)
     if not site:
         return Rejected("unknown_site", f"{event}: no self URL, x-jira-site header, "
                                         "BOXSYNC_JIRA_SITE or cached issue names the Jira site",
@@ -196,14 +193,12 @@ def reference(body: dict[str, Any], event: str, record: Any, config: IngestConfi
     if not isinstance(subject, dict):
         return Rejected(f"missing_{entity}", f"{event} without a {entity} object")
     entity_id = subject.get("id")
-    if isinstance(entity_id, bool) or not isinstance(entity_id, str | int) or not str(entity_id):
+    if not _is_id(entity_id):
         return Rejected("missing_entity_id", f"{event} without {entity}.id")
     occurred_ms = _timestamp_ms(body.get("timestamp"))
     if occurred_ms is None:
-        return Rejected("invalid_timestamp",
-                        f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
-    site = _host(subject.get("self")) or record.header("x-jira-site") or config.default_jira_site
-    site = site.strip().lower() if site else None
+        return _bad_timestamp(body)
+    site = _site(subject.get("self"), record, config)
     key = subject.get("key")
     reference_event = {
         "schema_version": 1,
@@ -372,6 +367,22 @@ def _links(value: Any) -> list[str]:
             if isinstance(other, dict) and isinstance(other.get("key"), str):
                 keys.add(clean_text(other["key"]))
     return sorted(keys)
+
+
+def _is_id(value: Any) -> bool:
+    """Jira ids come as strings or numbers; a bool, an object or an empty string is none."""
+    return not isinstance(value, bool) and isinstance(value, str | int) and bool(str(value))
+
+
+def _bad_timestamp(body: Mapping[str, Any]) -> Rejected:
+    return Rejected("invalid_timestamp",
+                    f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
+
+
+def _site(self_url: Any, record: Any, config: IngestConfig) -> str | None:
+    """The host of a `self` URL, else the `x-jira-site` header, else BOXSYNC_JIRA_SITE."""
+    site = _host(self_url) or record.header("x-jira-site") or config.default_jira_site
+    return site.strip().lower() if site else None
 
 
 def _timestamp_ms(value: Any) -> int | None:

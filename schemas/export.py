@@ -9,7 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from schemas.events import ALL_MODELS
+from pydantic import BaseModel
+
+from schemas.events import ALL_MODELS as MESSAGE_MODELS
+from schemas.reference import Box, KeyResultLink, PermissionGrant
+
+ALL_MODELS: dict[str, type[BaseModel]] = {
+    **MESSAGE_MODELS, "Box": Box, "PermissionGrant": PermissionGrant,
+    "KeyResultLink": KeyResultLink}
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 

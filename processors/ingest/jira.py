@@ -240,8 +240,9 @@ def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
              field_map: Mapping[str, str]) -> dict[str, Any]:
     if kind == "deleted":
         return {}
+    snapshot = issue_snapshot(fields, field_map)
     if kind == "created":
-        return issue_snapshot(fields, field_map)
+        return snapshot
     changed: dict[str, Any] = {}
     items = changelog.get("items")
     for item in items if isinstance(items, list) else ():
@@ -250,74 +251,45 @@ def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
         name = _changelog_name(item, field_map)
         if name is None:
             continue
-        # Only the changed fields are read from the snapshot (the hot path reads one or two).
-        snapshot = issue_snapshot(fields, field_map, only=_SNAPSHOT_SOURCES.get(name, name))
         changed[name] = snapshot[name] if name in snapshot else _item_value(name, item)
         if name == "status" and "status_category" in snapshot:
             changed["status_category"] = snapshot["status_category"]
     return changed
 
 
-# Which snapshot extractor gives a normalized field (status also gives status_category).
-_SNAPSHOT_SOURCES = {"status_category": "status"}
-
-
-def issue_snapshot(fields: Mapping[str, Any], field_map: Mapping[str, str],
-                   only: str | None = None) -> dict[str, Any]:
-    """Every known normalized field (contract §5) present in `issue.fields`; with `only`,
-    just that normalized field."""
+def issue_snapshot(fields: Mapping[str, Any], field_map: Mapping[str, str]) -> dict[str, Any]:
+    """Every known normalized field (contract §5) present in `issue.fields`."""
     out: dict[str, Any] = {}
-    for name, (source, extract) in _EXTRACTORS.items():
-        if (only is None or only == name) and source in fields:
-            extract(fields[source], out)
-    for field_id, target in field_map.items():
-        if (only is None or only == target) and field_id in fields:
-            out[target] = _custom_value(target, fields[field_id])
-    return out
-
-
-def _status(value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, dict):
-        out["status"] = _text(value.get("name"))
-        category = value.get("statusCategory")
+    if "summary" in fields:
+        out["summary"] = _text(fields["summary"])
+    status = fields.get("status")
+    if isinstance(status, dict):
+        out["status"] = _text(status.get("name"))
+        category = status.get("statusCategory")
         if isinstance(category, dict) and isinstance(category.get("key"), str):
             out["status_category"] = category["key"]
-
-
-def _named(target: str) -> Any:
-    def extract(value: Any, out: dict[str, Any]) -> None:
-        out[target] = _text(value.get("name")) if isinstance(value, dict) else None
-    return extract
-
-
-def _setter(target: str, convert: Any) -> Any:
-    def extract(value: Any, out: dict[str, Any]) -> None:
-        out[target] = convert(value)
-    return extract
-
-
-def _labels(value: Any) -> list[str]:
-    if not isinstance(value, list):
-        return []
-    return sorted(clean_text(label) for label in value if isinstance(label, str))
-
-
-def _parent_key(value: Any) -> str | None:
-    return _text(value.get("key")) if isinstance(value, dict) else None
-
-
-# normalized name -> (issue.fields key, extractor writing into the output dict)
-_EXTRACTORS: dict[str, tuple[str, Any]] = {
-    "summary": ("summary", _setter("summary", lambda v: _text(v))),
-    "status": ("status", _status),
-    "assignee": ("assignee", _setter("assignee", lambda v: _user_id(v))),
-    "priority": ("priority", _named("priority")),
-    "due_date": ("duedate", _setter("due_date", lambda v: _date(v))),
-    "labels": ("labels", _setter("labels", _labels)),
-    "parent": ("parent", _setter("parent", _parent_key)),
-    "links": ("issuelinks", _setter("links", lambda v: _links(v))),
-    "description": ("description", _setter("description", lambda v: _text(v))),
-}
+    if "assignee" in fields:
+        out["assignee"] = _user_id(fields["assignee"])
+    if "priority" in fields:
+        priority = fields["priority"]
+        out["priority"] = _text(priority.get("name")) if isinstance(priority, dict) else None
+    if "duedate" in fields:
+        out["due_date"] = _date(fields["duedate"])
+    if "labels" in fields:
+        labels = fields["labels"]
+        out["labels"] = sorted(clean_text(x) for x in labels if isinstance(x, str)) \
+            if isinstance(labels, list) else []
+    if "parent" in fields:
+        parent = fields["parent"]
+        out["parent"] = _text(parent.get("key")) if isinstance(parent, dict) else None
+    if "issuelinks" in fields:
+        out["links"] = _links(fields["issuelinks"])
+    if "description" in fields:
+        out["description"] = _text(fields["description"])
+    for field_id, target in field_map.items():
+        if field_id in fields:
+            out[target] = _custom_value(target, fields[field_id])
+    return out
 
 
 def _changelog_name(item: Mapping[str, Any], field_map: Mapping[str, str]) -> str | None:

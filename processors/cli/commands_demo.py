@@ -18,7 +18,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from processors.cli.common import BoxsyncError, CliContext
-from processors.runtime.kafka import consumer_config, producer_config
+from processors.runtime.kafka import consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
 from processors.settings import Settings
 from schemas.topics import JIRA_EVENTS, SYNC_DEADLETTER, TASK_UPDATES
@@ -83,7 +83,7 @@ def _publish(settings: Settings, values: list[bytes]) -> None:
     producer = Producer(producer_config(settings))
     topic = JIRA_EVENTS.full_name(settings.topic_prefix)
     for value in values:
-        producer.produce(topic, value=value)
+        produce(producer, topic, value)
     if producer.flush(30):
         raise BoxsyncError(f"could not deliver the demo bodies to {topic}")
 

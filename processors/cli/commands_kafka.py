@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tqdm import tqdm
 
 from processors.cli.common import BoxsyncError, CliContext
-from processors.runtime.kafka import consumer_config, producer_config
+from processors.runtime.kafka import consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
 from schemas.topics import ALL_TOPICS, TopicSpec, by_name
 
@@ -100,7 +100,7 @@ def publish(obj: CliContext, topic_name: str, key: str | None, headers: tuple[st
     count = 0
     for value in tqdm(_records(files, lines), desc=f"publish {target}", unit="rec",
                       disable=not sys.stderr.isatty()):
-        _produce(producer, target, value, key, header_list, delivered)
+        produce(producer, target, value, key, header_list, delivered)
         count += 1
     producer.flush(30)
     if failures:
@@ -165,16 +165,3 @@ def _header(item: str) -> tuple[str, str | bytes | None]:
     if not sep or not name:
         raise BoxsyncError(f"--header takes NAME=VALUE, got {item!r}")
     return name, value.encode()
-
-
-def _produce(producer: Producer, topic: str, value: bytes, key: str | None,
-             headers: list[tuple[str, str | bytes | None]],
-             on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, headers=headers or None,
-                             on_delivery=on_delivery)
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.1)

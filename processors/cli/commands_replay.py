@@ -16,12 +16,13 @@ from datetime import UTC, datetime
 
 import click
 import orjson
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from tqdm import tqdm
 
 from processors.cli.common import BoxsyncError, CliContext
-from processors.runtime.kafka import consumer_config, producer_config
+from processors.runtime.kafka import consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
+from processors.runtime.records import header_pairs
 from processors.settings import Settings
 from schemas.topics import ALL_TOPICS, SYNC_DEADLETTER, by_name
 
@@ -103,6 +104,11 @@ def _copy(settings: Settings, consumer: Consumer, source: str, spans: list[Span]
     destinations: dict[str, int] = {}
     copied, started = 0, time.monotonic()
     failures: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
     with tqdm(total=total, desc=f"replay {source}", unit="rec",
               disable=not sys.stderr.isatty()) as progress:
         while ends:
@@ -122,7 +128,7 @@ def _copy(settings: Settings, consumer: Consumer, source: str, spans: list[Span]
                                                             settings.topic_prefix)
             destinations[destination] = destinations.get(destination, 0) + 1
             if producer is not None:
-                _send(producer, destination, key, value, headers, failures)
+                produce(producer, destination, value, key, headers, delivered)
             copied += 1
             progress.update(1)
             if offset + 1 >= ends[partition]:
@@ -152,27 +158,9 @@ def _republished(message: Message, source: str, target: str | None, prefix: str
         original_key = letter["key"].encode() if letter.get("key") is not None else None
         return (target or letter["source_topic"], original_key, original,
                 [*headers, (REPLAYED_FROM, origin)])
-    raw_headers = message.headers() or []
-    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-    headers = [(name, item.encode() if isinstance(item, str) else (item or b""))
-               for name, item in pairs if name != REPLAYED_FROM]
+    headers = [(name, item or b"") for name, item in header_pairs(message)
+               if name != REPLAYED_FROM]
     return target or source, key_bytes, value_bytes, [*headers, (REPLAYED_FROM, origin)]
-
-
-def _send(producer: Producer, topic: str, key: bytes | None, value: bytes | None,
-          headers: list[tuple[str, bytes]], failures: list[str]) -> None:
-    def delivered(err: object, _msg: object) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    while True:
-        try:
-            producer.produce(topic, value=value, key=key, headers=headers,  # type: ignore[arg-type]
-                             on_delivery=delivered)
-            producer.poll(0)
-            return
-        except BufferError:
-            producer.poll(0.1)
 
 
 def _spans(consumer: Consumer, topic: str, partitions: int, start_ms: int | None,

@@ -5,6 +5,8 @@ TaskUpdate), `sync.deadletter` for a change that does not decode. Window: tumbli
 `BOXSYNC_COLLAPSE_INTERVAL_SECONDS` on source time, closed by stream time plus
 `BOXSYNC_GRACE_SECONDS`, stream time advancing with the wall clock while a partition is quiet.
 Lateness: a change for a closed window joins the task's next update (processors.collapse.logic).
+Duplicates: a change whose event id the task already applied from another record is counted
+and dropped; each task's applied ids are kept with its row in `tasks` (the dedupe retention).
 
 Delivery, exactly once on `task.updates`, idempotent in PostgreSQL:
 - open windows live in memory; the committed offset of a partition never passes the first

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
 
 from processors.settings import Settings
 from schemas.topics import TopicSpec
@@ -55,3 +58,25 @@ def producer_config(settings: Settings, transactional_id: str | None = None,
         config["transaction.timeout.ms"] = 15000
     config.update(extra)
     return config
+
+
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | str | None = None,
+            headers: Sequence[tuple[str, str | bytes | None]] | None = None,
+            on_delivery: DeliveryCallback | None = None) -> None:
+    """Enqueue one record, waiting for room while the local queue is full (BufferError);
+    with `on_delivery`, also serve the delivery reports that are due."""
+    header_list = list(headers) if headers else None
+    while True:
+        try:
+            if on_delivery is None:
+                producer.produce(topic, value=value, key=key, headers=header_list)
+            else:
+                producer.produce(topic, value=value, key=key, headers=header_list,
+                                 on_delivery=on_delivery)
+                producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.05)  # let deliveries drain

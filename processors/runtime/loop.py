@@ -1,9 +1,9 @@
 """A transactional consume → transform → produce loop on confluent-kafka.
 
-Each hot-path stage (ingest, collapse) runs on one of these in a thread of the worker. Per
-batch: consume up to `batch_size` records, let the stage turn them into outputs, make the
-stage's side effects durable (`persist`, e.g. the PostgreSQL cache, idempotent), then publish
-the outputs and commit the input offsets in one Kafka transaction. A kill -9 anywhere leaves
+Each hot-path stage process (ingest, collapse; see processors.runtime.stage_process) runs one
+of these. Per batch: consume up to `batch_size` records, let the stage turn them into outputs,
+make the stage's side effects durable (`persist`, e.g. the PostgreSQL cache, idempotent), then
+publish the outputs and commit the input offsets in one Kafka transaction. A kill -9 anywhere leaves
 either the whole batch committed or none of it; the re-read batch gives the same outputs.
 
 Any unexpected error ends the session: the open transaction is aborted, the stage drops its
@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from processors.logs import event
+from processors.runtime.kafka import produce
 
 log = logging.getLogger("boxsync.loop")
 
@@ -121,7 +122,7 @@ class TransactionalLoop:
         producer.begin_transaction()
         try:
             for output in outputs:
-                _produce(producer, output)
+                produce(producer, output.topic, output.value, output.key, output.headers)
             if offsets:
                 producer.send_offsets_to_transaction(
                     offsets, consumer.consumer_group_metadata(), 30)
@@ -131,16 +132,6 @@ class TransactionalLoop:
             with contextlib.suppress(KafkaException):
                 producer.abort_transaction(30)
             raise
-
-
-def _produce(producer: Producer, output: Output) -> None:
-    while True:
-        try:
-            producer.produce(output.topic, value=output.value, key=output.key,
-                             headers=output.headers)
-            return
-        except BufferError:
-            producer.poll(0.05)  # the local queue is full: let deliveries drain
 
 
 def _skippable_error(message: Message) -> bool:

@@ -9,16 +9,19 @@ from processors.ingest.logic import RawRecord
 
 def raw_record(message: Message, registry_name: str) -> RawRecord:
     """`registry_name` is the topic's unprefixed name (`jira.events`)."""
-    headers: dict[str, bytes | None] = {}
-    raw_headers = message.headers() or []
-    # A header list, though the stubs also allow a dict, which the consumer never returns.
-    pairs = raw_headers.items() if isinstance(raw_headers, dict) else raw_headers
-    for name, value in pairs:
-        headers[name.lower()] = value.encode() if isinstance(value, str) else value
+    headers = {name.lower(): value for name, value in header_pairs(message)}
     return RawRecord(topic=registry_name, partition=message.partition() or 0,
                      offset=message.offset() or 0, key=_bytes(message.key()),
                      value=_bytes(message.value()), headers=headers,
                      full_topic=message.topic() or registry_name)
+
+
+def header_pairs(message: Message) -> list[tuple[str, bytes | None]]:
+    """A message's headers as (name, bytes) pairs, in order."""
+    raw = message.headers() or []
+    # A list from a consumer, though the stubs also allow a dict.
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(name, _bytes(value)) for name, value in pairs]
 
 
 def _bytes(data: str | bytes | None) -> bytes | None:

@@ -75,9 +75,12 @@ class StageProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
 
-    def stop(self, timeout: float = 20) -> None:
+    def signal_stop(self) -> None:
         if self.stop_event is not None:
             self.stop_event.set()
+
+    def join(self, timeout: float = 20) -> None:
+        """Wait for the process to end after signal_stop; kill it past the timeout."""
         if self.process is not None:
             self.process.join(timeout)
             if self.process.is_alive():
@@ -111,8 +114,11 @@ class StageSupervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+        # All at once: each child finishes its batch and commits in parallel with the others.
         for child in self.children.values():
-            child.stop()
+            child.signal_stop()
+        for child in self.children.values():
+            child.join()
         if self._thread is not None:
             self._thread.join(5)
 

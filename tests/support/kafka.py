@@ -20,6 +20,7 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from processors.runtime.records import header_pairs
 from processors.settings import Settings
 from schemas.topics import ALL_TOPICS, by_name
 
@@ -84,9 +85,7 @@ def read_records(settings: Settings, topic_name: str, *, expect: int = 0,
             message = consumer.poll(0.2)
             if message is None or message.error():
                 continue
-            raw = message.headers() or []
-            pairs = raw.items() if isinstance(raw, dict) else raw
-            headers = {name: value for name, value in pairs if isinstance(value, bytes)}
+            headers = {name: value for name, value in header_pairs(message) if value is not None}
             key = message.key()
             found.append(Record(key.encode() if isinstance(key, str) else key,
                                 message.value() or b"", headers))

@@ -17,6 +17,7 @@ import faust
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from processors.boxes.agents import BoxesStage
 from processors.collapse.agents import CollapseStage
 from processors.ingest.agents import IngestStage
 from processors.metrics import Metrics
@@ -25,21 +26,26 @@ from processors.runtime.loop import TransactionalLoop
 from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
 from processors.store import db
+from processors.sync.runner import SyncRunner
 from processors.web.webhooks import register_webhooks
 
 READY_BEAT_SECONDS = 15
 
 
 def build_loop(process_name: str, settings: Settings, metrics: Metrics,
-               database_url: str) -> TransactionalLoop:
+               database_url: str) -> TransactionalLoop | SyncRunner:
     """One hot-path stage on its transactional loop, for the stage process `process_name`
     (`ingest`, `ingest.2`, `collapse`: the stage, and which of its processes)."""
-    stage: IngestStage | CollapseStage
+    stage: IngestStage | CollapseStage | BoxesStage
     stage_name = process_name.split(".")[0]
+    if stage_name == "sync":
+        return SyncRunner(settings, metrics, database_url)
     if stage_name == "ingest":
         stage = IngestStage(settings, metrics, database_url)
     elif stage_name == "collapse":
         stage = CollapseStage(settings, metrics, database_url)
+    elif stage_name == "boxes":
+        stage = BoxesStage(settings, metrics, database_url)
     else:
         raise ValueError(f"unknown stage {stage_name!r}")
     # Stable per process across restarts, distinct between processes: a restarted process
@@ -67,7 +73,7 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
     )
     supervisor = StageSupervisor(settings, database_url, (
         *_process_names("ingest", settings.ingest_processes),
-        *_process_names("collapse", settings.collapse_processes)))
+        *_process_names("collapse", settings.collapse_processes), "boxes", "sync"))
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 

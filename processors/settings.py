@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     grace_seconds: float = Field(1.0, ge=0, le=60)
     # How long a task remembers the event ids it applied (Jira retries for up to 30 min).
     dedupe_retention_seconds: int = Field(3600, ge=3600)
+    # The permission and box-state filters (issue 4). Off: every change passes and updates
+    # carry no boxes (for bring-up without reference data, and to benchmark their cost).
+    filters_enabled: bool = True
     tenant_timezone: str = "UTC"
     cache_ttl_hours: int = Field(24, ge=1)
     jira_field_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     jira_pat: SecretStr | None = None
     trello_key: str | None = None
     trello_token: SecretStr | None = None
+    # Additive: where the Trello REST API answers (tests point it at a local server).
+    trello_base_url: str = "https://api.trello.com"
+    # Additive: names the tenant in the nightly incremental-sync schedule (the hour is derived
+    # from it and the date); default: BOXSYNC_JIRA_SITE, else the topic prefix.
+    tenant_id: str = ""
     # Where `boxsync stack` keeps the broker, the embedded database and their logs.
     local_dir: Path = Path(".local")
     # Names this worker's transactional producers; stable across restarts so that a restarted
@@ -97,6 +105,10 @@ class Settings(BaseSettings):
     def kafka_port(self) -> int:
         """The port the local broker listens on: the first bootstrap address's."""
         return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def tenant(self) -> str:
+        return self.tenant_id or self.jira_site or self.topic_prefix.rstrip(".") or "boxsync"
 
     @property
     def worker_instance(self) -> str:

@@ -91,7 +91,7 @@ class ReferenceEvent(Message):
 
     schema_version: Literal[1] = 1
     event_id: str
-    source: Literal["jira"]
+    source: Source
     site: str | None = None
     upstream_event: str  # project_deleted, jira:version_released, sprint_started, ...
     entity: Literal["project", "version", "sprint", "board"]
@@ -100,6 +100,23 @@ class ReferenceEvent(Message):
     occurred_at: datetime
     data: dict[str, Any] = Field(default_factory=dict)
     origin: Origin
+
+
+class KeyResultProgress(Message):
+    """On `okr.updates`, keyed by key result id: a linked task changed status."""
+
+    schema_version: Literal[1] = 1
+    key_result_id: str
+    objective_id: str
+    mode: Literal["auto", "manual"]
+    task_id: str
+    task_status: str | None = None
+    status_category: str | None = None
+    # auto key results only; null for manual ones (they report the status alone)
+    done: int | None = Field(None, ge=0)
+    total: int | None = Field(None, ge=0)
+    progress_pct: float | None = Field(None, ge=0, le=100)
+    at: datetime
 
 
 class ErrorInfo(Message):
@@ -127,5 +144,6 @@ ALL_MODELS: dict[str, type[BaseModel]] = {
     "TaskUpdate": TaskUpdate,
     "DeadLetter": DeadLetter,
     "ReferenceEvent": ReferenceEvent,
+    "KeyResultProgress": KeyResultProgress,
     "Person": Person,
 }

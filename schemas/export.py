@@ -11,12 +11,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from schemas.commands import SyncCommand, SyncStatus
 from schemas.events import ALL_MODELS as MESSAGE_MODELS
 from schemas.reference import Box, KeyResultLink, PermissionGrant
 
 ALL_MODELS: dict[str, type[BaseModel]] = {
     **MESSAGE_MODELS, "Box": Box, "PermissionGrant": PermissionGrant,
-    "KeyResultLink": KeyResultLink}
+    "KeyResultLink": KeyResultLink, "SyncCommand": SyncCommand, "SyncStatus": SyncStatus}
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
 

@@ -21,9 +21,12 @@ from processors.cli.common import BoxsyncError, CliContext
 from processors.runtime.kafka import consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
 from processors.settings import Settings
-from schemas.topics import JIRA_EVENTS, SYNC_DEADLETTER, TASK_UPDATES
+from schemas.topics import JIRA_EVENTS, SYNC_DEADLETTER, TASK_UPDATES, by_name
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "jira"
+REFERENCE_FILE = DEMO_DIR.parent / "reference.json"
+# The collapse reads new reference records once per loop turn; give it a moment.
+REFERENCE_SETTLE_SECONDS = 1.5
 _TIMESTAMP = re.compile(rb'"timestamp":\s*(\d+)')
 
 
@@ -37,9 +40,11 @@ _TIMESTAMP = re.compile(rb'"timestamp":\s*(\d+)')
 def demo(obj: CliContext, bodies: Path, timeout: float, as_json: bool) -> None:
     """Feed sample Jira events to a running worker and print the task updates.
 
-    Needs the stack, the topics and a worker (`make run` starts them all). The samples: one
-    issue changed by three people and an automation within one window, one issue created and
-    deleted, and one body that is not JSON (it becomes a dead letter).
+    Needs the stack, the topics and a worker (`make run` starts them all). First the
+    reference data of deploy/demo/reference.json: a box whose scope is project OPS, an
+    archived one (it takes no update), and the demo users' permissions on OPS. Then the
+    samples: one issue changed by three people and an automation within one window, one issue
+    created and deleted, and one body that is not JSON (it becomes a dead letter).
     """
     settings = obj.settings
     kafka_metadata(settings)
@@ -49,6 +54,9 @@ def demo(obj: CliContext, bodies: Path, timeout: float, as_json: bool) -> None:
     updates_topic = TASK_UPDATES.full_name(settings.topic_prefix)
     dead_topic = SYNC_DEADLETTER.full_name(settings.topic_prefix)
     start = _end_offsets(settings, [updates_topic, dead_topic])
+    references = _publish_reference(settings, REFERENCE_FILE)
+    click.echo(f"published {references} boxes and permission grants ({REFERENCE_FILE.name})")
+    time.sleep(REFERENCE_SETTLE_SECONDS)
     values = _restamp([path.read_bytes() for path in files], settings.collapse_interval_seconds)
     _publish(settings, values)
     valid = sum(1 for value in values if _is_json(value))
@@ -86,6 +94,21 @@ def _publish(settings: Settings, values: list[bytes]) -> None:
         produce(producer, topic, value)
     if producer.flush(30):
         raise BoxsyncError(f"could not deliver the demo bodies to {topic}")
+
+
+def _publish_reference(settings: Settings, path: Path) -> int:
+    """Keyed records on the compacted reference topics (idempotent: last record per key)."""
+    producer = Producer(producer_config(settings))
+    records = orjson.loads(path.read_bytes())
+    count = 0
+    for name, entries in records.items():
+        topic = by_name(name).full_name(settings.topic_prefix)
+        for key, value in entries:
+            produce(producer, topic, orjson.dumps(value), key)
+            count += 1
+    if producer.flush(30):
+        raise BoxsyncError("could not deliver the demo reference data")
+    return count
 
 
 def _end_offsets(settings: Settings, topics: list[str]) -> list[TopicPartition]:
@@ -140,8 +163,8 @@ def _show(updates: list[dict[str, Any]], letters: list[dict[str, Any]], as_json:
         author = update["author"].get("name") or update["author"].get("id") or "technical"
         click.echo(f"  {update['source_key']} {update['op']} by {author}, "
                    f"{update['collapsed']} events collapsed, window "
-                   f"{update['window_start'][11:19]}-{update['window_end'][11:19]} "
-                   f"(update_id {update['update_id'][:12]}...)")
+                   f"{update['window_start'][11:19]}-{update['window_end'][11:19]}, "
+                   f"boxes {update['box_ids']} (update_id {update['update_id'][:12]}...)")
         for name, value in sorted(update["changes"].items()):
             click.echo(f"      {name:16} {orjson.dumps(value).decode()}")
     click.echo(f"\nsync.deadletter ({len(letters)}):")

@@ -39,11 +39,13 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from processors.cli import (
+        commands_box,
         commands_db,
         commands_demo,
         commands_kafka,
         commands_replay,
         commands_stack,
+        commands_sync,
         commands_worker,
     )
 
@@ -53,9 +55,12 @@ def _register() -> None:
     cli.add_command(commands_kafka.consume)
     cli.add_command(commands_db.db_group)
     cli.add_command(commands_db.task)
+    cli.add_command(commands_box.box)
     cli.add_command(commands_worker.worker)
     cli.add_command(commands_demo.demo)
     cli.add_command(commands_replay.replay)
+    cli.add_command(commands_sync.command)
+    cli.add_command(commands_sync.runs)
 
 
 _register()

@@ -7,6 +7,9 @@ TaskUpdate), `sync.deadletter` for a change that does not decode. Window: tumbli
 Lateness: a change for a closed window joins the task's next update (processors.collapse.logic).
 Duplicates: a change whose event id the task already applied from another record is counted
 and dropped; each task's applied ids are kept with its row in `tasks` (the dedupe retention).
+Filters (processors.collapse.filtering): permissions per change before its window, box routing
+per closed window; reference data is read to its end before the first partition is taken.
+OKR: `okr.updates` (key: key result id, KeyResultProgress) in the same transaction.
 
 Delivery, exactly once on `task.updates`, idempotent in PostgreSQL:
 - open windows live in memory; the committed offset of a partition never passes the first
@@ -29,6 +32,7 @@ import orjson
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from processors.collapse.filtering import CollapseFilters
 from processors.collapse.logic import Arrival, Change, Emitted, PartitionWindows, TaskMemory
 from processors.collapse.replay import emitted_event_ids
 from processors.ingest.logic import RawRecord, Rejected, dead_letter
@@ -39,7 +43,7 @@ from processors.runtime.loop import Output
 from processors.runtime.records import raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
-from schemas.topics import SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES
+from schemas.topics import OKR_UPDATES, SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES
 
 log = logging.getLogger("boxsync.collapse")
 MEMORY_CAPACITY = 200_000
@@ -70,6 +74,12 @@ class CollapseStage:
         self._applied: list[tasks.AppliedWindow] = []
         self._emitted: list[Emitted] = []
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._now = 0.0
+        self._filters = CollapseFilters(settings, self._connection, topic(settings, OKR_UPDATES))
+
+    def prepare(self) -> None:
+        """Before taking partitions: the reference data, read to its end."""
+        self._filters.load()
 
     def topics(self) -> list[str]:
         return [self._input]
@@ -98,6 +108,7 @@ class CollapseStage:
     def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
         outputs: list[Output] = []
         parsed: list[tuple[PartitionState, Change]] = []
+        self._filters.refresh()
         for message in messages:
             state = self._partitions.get(message.partition() or 0)
             if state is None:
@@ -119,12 +130,18 @@ class CollapseStage:
                     continue
                 if change.offset + 1 >= state.replay_until:
                     state.covered = set()
-            arrival = state.windows.add(change, self._memories[change.task_id], now)
+            memory = self._memories[change.task_id]
+            if not self._filters.permits(change, memory):
+                state.windows.observe(change.at, now)
+                continue
+            arrival = state.windows.add(change, memory, now)
             if arrival is not Arrival.ON_TIME:
                 self._counts[(arrival.value, change.source)] += 1
         return outputs + self._close(now)
 
     def tick(self, now: float) -> list[Output]:
+        if not any(state.windows.windows for state in self._partitions.values()):
+            self._filters.refresh()  # quiet partitions: keep the reference data current
         return self._close(now)
 
     def offsets(self) -> list[TopicPartition]:
@@ -138,15 +155,23 @@ class CollapseStage:
         return offsets
 
     def persist(self, outputs: list[Output]) -> None:
+        """Write the cache, then add the OKR progress it implies to this batch's outputs."""
         if self._applied:
             tasks.apply_updates(self._connection(), self._applied)
+            outputs += self._filters.okr_outputs(self._connection(), self._now)
 
     def committed(self, outputs: list[Output], now: float) -> None:
         metrics = self._metrics
+        for reason, count in self._filters.filtered.items():
+            metrics.updates_filtered.labels(reason).inc(count)
+        metrics.okr_updates.inc(sum(1 for o in outputs if o.topic == self._filters.okr_topic))
         for emitted in self._emitted:
             if emitted.update is None:
                 metrics.updates_filtered.labels(emitted.dropped_reason or "stale").inc()
                 metrics.changes_closed.labels("dropped").inc(emitted.collapsed)
+                continue
+            if not emitted.delivered:
+                metrics.changes_closed.labels("filtered").inc(emitted.collapsed)
                 continue
             metrics.changes_closed.labels("emitted").inc(emitted.collapsed)
             metrics.task_updates_emitted.labels("partial", emitted.update["op"]).inc()
@@ -163,6 +188,7 @@ class CollapseStage:
         self._applied.clear()
         self._emitted.clear()
         self._counts.clear()
+        self._filters.reset()
 
     def reset(self) -> None:
         self._partitions.clear()
@@ -170,11 +196,13 @@ class CollapseStage:
         self._applied.clear()
         self._emitted.clear()
         self._counts.clear()
+        self._filters.reset()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
     def _close(self, now: float) -> list[Output]:
+        self._now = now
         outputs = []
         for state in self._partitions.values():
             for emitted in state.windows.close_due(self._memories, now):
@@ -182,8 +210,15 @@ class CollapseStage:
                 if emitted.update is None:
                     continue
                 update = emitted.update
+                memory = self._memories[update["task_id"]]
+                delivered = self._filters.route(update, memory)
+                # The cache follows the task whether or not a box takes the update.
                 self._applied.append(tasks.AppliedWindow(update, emitted.field_times,
-                                                         emitted.window_end, emitted.recent))
+                                                         emitted.window_end, emitted.recent,
+                                                         memory.box_ids))
+                if not delivered:
+                    emitted.delivered = False
+                    continue
                 outputs.append(Output(self._updates_topic, update["task_id"].encode(),
                                       orjson.dumps(update)))
         return outputs

@@ -92,6 +92,10 @@ class TaskMemory:
     field_times: dict[str, float] = field(default_factory=dict)
     # event id -> (source time, origin) of the changes emitted within the dedupe retention
     recent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    # what the filters route by: the task's project, labels and boxes after its last update
+    project: str | None = None
+    labels: tuple[str, ...] = ()
+    box_ids: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -118,6 +122,7 @@ class Emitted:
     field_times: dict[str, float] = field(default_factory=dict)
     window_end: float = NEVER
     recent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    delivered: bool = True  # False when the update reached no box (the filters)
 
 
 @dataclass(slots=True)

@@ -64,6 +64,9 @@ class IngestStage:
         # Counted when the batch commits, so a re-read batch is not counted twice.
         self._pending: Counter[tuple[str, str, str]] = Counter()
 
+    def prepare(self) -> None:
+        """Nothing to load before taking partitions."""
+
     def topics(self) -> list[str]:
         return list(self._inputs)
 

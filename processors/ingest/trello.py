@@ -23,6 +23,9 @@ Mapping (action type, `updateCard` key of `data.old`) → kind and changes:
 | `removeMemberFromCard`         |            | no member list to give as a new value          |
 | `commentCard`                  | activity   | none                                           |
 | `updateCheckItemStateOnCard`   | activity   | none                                           |
+| `updateBoard` closing a board,  | a ReferenceEvent (`board_closed`,              |
+| `deleteBoard`                  | `board_deleted`) on `sync.reference`: a box    |
+|                                | whose scope names the board is flagged         |
 | any other type                 | passed over (`unhandled_event`), counted       |
 
 The author is `action.idMemberCreator` (never `action.member`, the affected member of a
@@ -36,7 +39,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Rejected
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
 from processors.ingest.text import clean_text
 
 # The card actions boxsync acts on, and the kind each gives (updateCard may become activity).
@@ -63,7 +66,7 @@ _NO_VALUE = object()
 
 
 def normalize(body: dict[str, Any], record: Any, config: IngestConfig
-              ) -> Accepted | PassedOver | Rejected:
+              ) -> Accepted | Reference | PassedOver | Rejected:
     """Normalize one decoded Trello webhook body. `record` is the RawRecord it came from."""
     action = body.get("action")
     if not isinstance(action, dict):
@@ -73,6 +76,8 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         return Rejected("missing_event", "the action has no type")
     kind = CARD_ACTION_KINDS.get(action_type)
     if kind is None:
+        if action_type in BOARD_ACTIONS:
+            return board_event(action, action_type, record)
         return PassedOver("unhandled_event", action_type)
     data = action.get("data")
     data = data if isinstance(data, dict) else {}
@@ -123,6 +128,42 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     return Accepted(task_id, change, "trello", action_type)
 
 
+BOARD_ACTIONS = ("updateBoard", "deleteBoard")
+
+
+def board_event(action: dict[str, Any], action_type: str, record: Any
+                ) -> Reference | PassedOver | Rejected:
+    """A board closed (`updateBoard` with `old.closed`) or deleted → a ReferenceEvent dict;
+    any other board update is passed over."""
+    data = action.get("data")
+    data = data if isinstance(data, dict) else {}
+    board = data.get("board")
+    board = board if isinstance(board, dict) else {}
+    old = data.get("old")
+    closing = isinstance(old, dict) and "closed" in old and board.get("closed") is True
+    if action_type == "updateBoard" and not closing:
+        return PassedOver("unhandled_event", action_type)
+    board_id = _id(board.get("id"))
+    if board_id is None:
+        return Rejected("missing_board_id", f"{action_type} without data.board.id")
+    occurred_at = _occurred_at(action.get("date"))
+    if occurred_at is None:
+        return Rejected("invalid_timestamp", f"action.date {action.get('date')!r} is not an "
+                        "ISO-8601 time with a zone")
+    upstream = "board_closed" if action_type == "updateBoard" else "board_deleted"
+    name = board.get("name")
+    reference_event = {
+        "schema_version": 1,
+        "event_id": _id(action.get("id")) or _hash_id(board_id, action_type, occurred_at),
+        "source": "trello", "site": None, "upstream_event": upstream, "entity": "board",
+        "entity_id": board_id, "project": f"trello:{board_id}", "occurred_at": occurred_at,
+        "data": {"name": clean_text(name)} if isinstance(name, str) else {},
+        "origin": {"topic": record.topic_name, "partition": record.partition,
+                   "offset": record.offset},
+    }
+    return Reference(f"board:trello:{board_id}", reference_event, "trello", action_type)
+
+
 def person(action: dict[str, Any]) -> dict[str, Any]:
     """The author of an action (`idMemberCreator`), or the technical user when it names none.
 
@@ -154,6 +195,16 @@ def _created(card: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(card.get("closed"), bool):
         changes["closed"] = card["closed"]
     return changes
+
+
+def card_snapshot(card: dict[str, Any], list_name: str | None) -> dict[str, Any]:
+    """The changes a `createCard` of this card would carry (summary, list, description,
+    due_date, closed), read from a card object of the REST API and the name of its list.
+
+    Full sync lists cards over REST; going through the same rules as the webhooks keeps the two
+    paths from disagreeing on a value (an empty description, a due time near midnight).
+    """
+    return _created(card, {"list": {"name": list_name}} if list_name is not None else {})
 
 
 def _updated(card: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Output:
 class Stage(Protocol):
     name: str
 
+    def prepare(self) -> None: ...
     def topics(self) -> list[str]: ...
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None: ...
     def revoked(self, partitions: list[TopicPartition]) -> None: ...
@@ -81,6 +82,7 @@ class TransactionalLoop:
                 stop.wait(self._backoff)
 
     def _session(self, stop: threading.Event) -> None:
+        self.stage.prepare()  # before partitions: readiness waits for it
         producer = Producer(self._producer_config)
         producer.init_transactions(30)
         consumer = Consumer(self._consumer_config)

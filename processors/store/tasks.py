@@ -19,7 +19,7 @@ from processors.collapse.logic import TaskMemory
 _COLUMNS = """task_id text, source text, source_key text, project text, fields jsonb,
               field_times jsonb, oldest_time float8, newest_time float8, author jsonb,
               source_updated_at timestamptz, deleted boolean, closed_until float8,
-              update_id text, recent_events jsonb"""
+              update_id text, recent_events jsonb, box_ids text[]"""
 
 # Live updates come in order, so every incoming field is at least as new as everything
 # stored and `||` is the merge; a late or replayed update takes the per-field merge.
@@ -28,10 +28,10 @@ _UPSERT = f"""
 INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_times,
                         newest_field_time, last_update_oldest_time, last_author,
                         source_updated_at, deleted, closed_until, last_update_id,
-                        updates_applied, recent_events)
+                        updates_applied, recent_events, box_ids)
 SELECT r.task_id, r.source, r.source_key, r.project, r.fields, r.field_times, r.newest_time,
        r.oldest_time, r.author, r.source_updated_at, r.deleted, r.closed_until, r.update_id, 1,
-       r.recent_events
+       r.recent_events, COALESCE(r.box_ids, '{{}}')
   FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_COLUMNS})
 ON CONFLICT (task_id) DO UPDATE SET
     source_key = COALESCE(EXCLUDED.source_key, t.source_key),
@@ -54,6 +54,7 @@ ON CONFLICT (task_id) DO UPDATE SET
     last_update_id = EXCLUDED.last_update_id,
     updates_applied = t.updates_applied + 1,
     recent_events = EXCLUDED.recent_events,
+    box_ids = EXCLUDED.box_ids,
     updated_at = now()
 WHERE (NOT t.deleted OR EXCLUDED.deleted)
   AND t.last_update_id IS DISTINCT FROM EXCLUDED.last_update_id
@@ -67,13 +68,24 @@ _FOREVER = 1e300
 def load_memories(conn: psycopg.Connection, task_ids: Iterable[str]) -> dict[str, TaskMemory]:
     """The collapse memory of every given task that the cache knows."""
     rows = conn.execute(
-        """SELECT task_id, deleted, closed_until, field_times, recent_events
+        """SELECT task_id, deleted, closed_until, field_times, recent_events, project,
+                  fields -> 'labels', box_ids
              FROM tasks WHERE task_id = ANY(%s)""", (list(task_ids),)).fetchall()
     return {task_id: TaskMemory(deleted=deleted, closed_until=closed_until,
                                 field_times={k: float(v) for k, v in times.items()},
                                 recent={k: (float(at), str(origin))
-                                        for k, (at, origin) in recent.items()})
-            for task_id, deleted, closed_until, times, recent in rows}
+                                        for k, (at, origin) in recent.items()},
+                                project=project, labels=label_tuple(labels),
+                                box_ids=tuple(box_ids or ()))
+            for task_id, deleted, closed_until, times, recent, project, labels, box_ids
+            in rows}
+
+
+def label_tuple(value: Any) -> tuple[str, ...]:
+    """A task's `labels` field as the filters compare it (anything else: no labels)."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(label for label in value if isinstance(label, str))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +96,7 @@ class AppliedWindow:
     field_times: dict[str, float]
     window_end: float
     recent_events: dict[str, tuple[float, str]] = field(default_factory=dict)
+    box_ids: tuple[str, ...] = ()  # the boxes holding the task after this update
 
 
 def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) -> None:
@@ -108,7 +121,8 @@ def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) ->
             "newest_time": max(field_times.values(), default=-_FOREVER),
             "author": update["author"], "source_updated_at": update["source_updated_at"],
             "deleted": update["op"] == "delete", "closed_until": window_end,
-            "update_id": update["update_id"], "recent_events": window.recent_events})
+            "update_id": update["update_id"], "recent_events": window.recent_events,
+            "box_ids": list(window.box_ids)})
     with conn.transaction():
         for rows in rounds:
             params = {"rows": orjson.dumps(rows).decode()}

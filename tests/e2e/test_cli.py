@@ -16,7 +16,8 @@ pytestmark = pytest.mark.e2e
 COMMANDS = [
     [], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["topics"],
     ["topics", "create"], ["db"], ["db", "migrate"], ["worker"], ["publish"], ["consume"],
-    ["task"], ["task", "show"], ["demo"], ["replay"],
+    ["task"], ["task", "show"], ["demo"], ["replay"], ["box"], ["box", "show"], ["command"],
+    ["runs"],
 ]
 
 

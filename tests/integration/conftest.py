@@ -36,10 +36,11 @@ def database_url(base_settings: Settings) -> str:
 
 @pytest.fixture
 def settings(base_settings: Settings, database_url: str) -> Settings:
-    """Settings of one test: its own topics (unique prefix), short windows, two partitions."""
+    """Settings of one test: its own topics (unique prefix), short windows, two partitions,
+    no filters (tests of the filters turn them on: `filters_enabled=True`)."""
     settings = base_settings.model_copy(update={
         "topic_prefix": unique_prefix(), "collapse_interval_seconds": 2, "grace_seconds": 0.5,
-        "partitions": 2})
+        "partitions": 2, "filters_enabled": False})
     create_topics(settings)
     return settings
 

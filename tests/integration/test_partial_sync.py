@@ -132,7 +132,7 @@ def test_kill_9_with_a_window_open_emits_it_once_after_restart(
 
     settings = base_settings.model_copy(update={
         "topic_prefix": unique_prefix(), "collapse_interval_seconds": 10, "grace_seconds": 1.0,
-        "partitions": 1})
+        "partitions": 1, "filters_enabled": False})
     create_topics(settings)
     first = start_worker(settings)
     site = site_of(settings)

@@ -56,6 +56,17 @@ def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[s
     assert producer.flush(30) == 0
 
 
+def publish_keyed(settings: Settings, topic_name: str,
+                  records: Iterable[tuple[str, dict[str, Any] | None]]) -> None:
+    """Keyed JSON records (None: a tombstone), e.g. on the compacted reference topics."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random"})
+    topic = by_name(topic_name).full_name(settings.topic_prefix)
+    for key, value in records:
+        producer.produce(topic, key=key, value=None if value is None else orjson.dumps(value))
+    assert producer.flush(30) == 0
+
+
 @dataclass(frozen=True)
 class Record:
     key: bytes | None
@@ -165,6 +176,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         "BOXSYNC_INSTANCE_ID": settings.topic_prefix.rstrip("."),
         "BOXSYNC_LOCAL_DIR": str(settings.local_dir),
         "BOXSYNC_LOG_FORMAT": "json",
+        "BOXSYNC_FILTERS_ENABLED": str(settings.filters_enabled).lower(),
     }
     if settings.database_url is not None:
         env["BOXSYNC_DATABASE_URL"] = settings.database_url.get_secret_value()

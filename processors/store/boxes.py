@@ -1,0 +1,182 @@
+"""Reference data and box state in PostgreSQL: the last record per key of the compacted
+topics, box flags, corrupted-scope warnings and the command audit log.
+
+Every write is idempotent under replay: a reference record is kept only when it is newer (by
+partition offset) than the stored one, a warning is keyed by its cause, a command by its id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from schemas.reference import Box
+
+BOXES = "box.definitions"
+
+
+def upsert_reference(conn: psycopg.Connection, topic: str, key: str,
+                     value: dict[str, Any] | None, partition: int, offset: int) -> None:
+    """Keep the record unless a newer one of the same key is stored (a replay is older)."""
+    conn.execute(
+        """INSERT INTO reference_records AS r (topic, key, value, deleted, kafka_partition,
+                                               kafka_offset)
+           VALUES (%s, %s, %s, %s, %s, %s)
+           ON CONFLICT (topic, key) DO UPDATE SET value = EXCLUDED.value,
+               deleted = EXCLUDED.deleted, kafka_partition = EXCLUDED.kafka_partition,
+               kafka_offset = EXCLUDED.kafka_offset, updated_at = now()
+           WHERE r.kafka_partition <> EXCLUDED.kafka_partition
+              OR r.kafka_offset < EXCLUDED.kafka_offset""",
+        (topic, key, None if value is None else Jsonb(value), value is None, partition, offset))
+
+
+def ensure_box_state(conn: psycopg.Connection, box_id: str) -> None:
+    conn.execute("INSERT INTO box_state (box_id) VALUES (%s) ON CONFLICT DO NOTHING", (box_id,))
+
+
+def get_box(conn: psycopg.Connection, box_id: str) -> Box | None:
+    row = conn.execute(
+        """SELECT value FROM reference_records
+            WHERE topic = %s AND key = %s AND NOT deleted""", (BOXES, box_id)).fetchone()
+    return Box.model_validate(row[0]) if row else None
+
+
+def boxes_naming(conn: psycopg.Connection, project: str) -> list[Box]:
+    """Boxes whose scope names a Jira project key or a Trello board (`trello:<id>`)."""
+    board = project.removeprefix("trello:")
+    rows = conn.execute(
+        """SELECT value FROM reference_records
+            WHERE topic = %s AND NOT deleted
+              AND (value @> jsonb_build_object('scope', jsonb_build_object(
+                       'jira_projects', jsonb_build_array(%s::text)))
+                OR value @> jsonb_build_object('scope', jsonb_build_object(
+                       'trello_boards', jsonb_build_array(%s::text)))
+                OR value @> jsonb_build_object('scope', jsonb_build_object(
+                       'trello_boards', jsonb_build_array(%s::text))))
+            ORDER BY key""", (BOXES, project, board, f"trello:{board}")).fetchall()
+    return [Box.model_validate(row[0]) for row in rows]
+
+
+def raise_warning(conn: psycopg.Connection, box_id: str, cause_id: str, kind: str,
+                  message: str) -> bool:
+    """Flag the box; False when this cause was raised before (also when since cleared)."""
+    inserted = conn.execute(
+        """INSERT INTO box_warnings (box_id, cause_id, kind, message) VALUES (%s, %s, %s, %s)
+           ON CONFLICT DO NOTHING RETURNING box_id""",
+        (box_id, cause_id, kind, message)).fetchone()
+    if inserted:
+        _set_state(conn, box_id, "corrupted = true")
+    return inserted is not None
+
+
+def clear_warnings(conn: psycopg.Connection, box_id: str, cleared_by: str | None) -> int:
+    cleared = conn.execute(
+        """UPDATE box_warnings SET cleared_at = now(), cleared_by = %s
+            WHERE box_id = %s AND cleared_at IS NULL""", (cleared_by, box_id)).rowcount
+    _set_state(conn, box_id, "corrupted = false")
+    return cleared
+
+
+def _set_state(conn: psycopg.Connection, box_id: str, assignment: str) -> None:
+    ensure_box_state(conn, box_id)
+    conn.execute(f"UPDATE box_state SET {assignment}, seq = nextval('box_state_seq') "
+                 "WHERE box_id = %s", (box_id,))
+
+
+def logged_command(conn: psycopg.Connection, command_id: str
+                   ) -> tuple[str, list[dict[str, Any]]] | None:
+    """(origin, statuses) of a command handled before, or None."""
+    row = conn.execute("SELECT origin, statuses FROM command_log WHERE command_id = %s",
+                       (command_id,)).fetchone()
+    return (row[0], list(row[1])) if row else None
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    command_id: str
+    type: str
+    box_id: str | None
+    requested_by: dict[str, Any] | None
+    requested_at: datetime | None
+    outcome: str
+    reason: str | None
+    force: bool
+    statuses: list[dict[str, Any]]
+    origin: str
+
+
+def log_command(conn: psycopg.Connection, record: CommandRecord) -> None:
+    conn.execute(
+        """INSERT INTO command_log (command_id, type, box_id, requested_by, requested_at,
+                                    outcome, reason, force, statuses, origin)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+        (record.command_id, record.type, record.box_id, Jsonb(record.requested_by),
+         record.requested_at, record.outcome, record.reason, record.force,
+         Jsonb(record.statuses), record.origin))
+
+
+def box_views(conn: psycopg.Connection, box_id: str | None = None
+              ) -> list[tuple[Box, bool, bool, datetime | None]]:
+    """(definition, waiting_full_sync, corrupted, last_full_sync_at) of one box or all."""
+    rows = conn.execute(
+        """SELECT r.value, COALESCE(s.waiting_full_sync, false), COALESCE(s.corrupted, false),
+                  s.last_full_sync_at
+             FROM reference_records r LEFT JOIN box_state s ON s.box_id = r.key
+            WHERE r.topic = %s AND NOT r.deleted AND (%s::text IS NULL OR r.key = %s)
+            ORDER BY r.key""", (BOXES, box_id, box_id)).fetchall()
+    return [(Box.model_validate(value), waiting, corrupted, last)
+            for value, waiting, corrupted, last in rows]
+
+
+def flag_waiting(conn: psycopg.Connection, box_ids: list[str]) -> None:
+    for box_id in box_ids:
+        _set_state(conn, box_id, "waiting_full_sync = true")
+
+
+def record_visit(conn: psycopg.Connection, box_id: str, at: datetime) -> None:
+    ensure_box_state(conn, box_id)
+    conn.execute("UPDATE box_state SET last_visit_at = %s WHERE box_id = %s", (at, box_id))
+
+
+def tenant_value(conn: psycopg.Connection, name: str) -> Any:
+    row = conn.execute("SELECT value FROM tenant_state WHERE name = %s", (name,)).fetchone()
+    return row[0] if row else None
+
+
+def set_tenant_value(conn: psycopg.Connection, name: str, value: Any) -> None:
+    conn.execute(
+        """INSERT INTO tenant_state (name, value) VALUES (%s, %s) ON CONFLICT (name)
+           DO UPDATE SET value = EXCLUDED.value, updated_at = now()""", (name, Jsonb(value)))
+
+
+def box_report(conn: psycopg.Connection, box_id: str) -> dict[str, Any] | None:
+    """Everything `boxsync box show` prints about one box."""
+    definition = conn.execute(
+        """SELECT value, deleted, updated_at FROM reference_records
+            WHERE topic = %s AND key = %s""", (BOXES, box_id)).fetchone()
+    if definition is None:
+        return None
+    state = conn.execute(
+        """SELECT corrupted, waiting_full_sync, last_full_sync_at, last_visit_at
+             FROM box_state WHERE box_id = %s""", (box_id,)).fetchone()
+    warnings = conn.execute(
+        """SELECT cause_id, kind, message, raised_at, cleared_at, cleared_by FROM box_warnings
+            WHERE box_id = %s ORDER BY raised_at""", (box_id,)).fetchall()
+    members, last_update = conn.execute(
+        """SELECT count(*), max(updated_at) FROM tasks
+            WHERE box_ids @> ARRAY[%s]::text[] AND NOT deleted""", (box_id,)).fetchone() \
+        or (0, None)
+    corrupted, waiting, last_full, last_visit = state or (False, False, None, None)
+    return {
+        "box_id": box_id, "deleted": definition[1], "definition": definition[0],
+        "definition_updated_at": definition[2],
+        "sync_state": {"corrupted_scope": corrupted, "waiting_for_full_sync": waiting,
+                       "last_full_sync_at": last_full, "last_visit_at": last_visit},
+        "warnings": [dict(zip(("cause_id", "kind", "message", "raised_at", "cleared_at",
+                                "cleared_by"), row, strict=True)) for row in warnings],
+        "member_count": members, "last_update_at": last_update,
+    }

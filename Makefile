@@ -41,6 +41,8 @@ run: setup ## Start the stack, topics, database, a worker, and feed a demo throu
 	@echo "Try: .venv/bin/boxsync task show jira:acme-demo.atlassian.net:10217"
 	@echo "     .venv/bin/boxsync box show demo-ops"
 	@echo "     .venv/bin/boxsync command resync_box --box demo-ops --user 557058:0f1e2d3c-aaaa-4bbb-8ccc-111111111111 --wait 30"
+	@echo "       (a full sync reads Jira: it fails source_unavailable until BOXSYNC_JIRA_BASE_URL is set)"
+	@echo "     .venv/bin/boxsync runs --box demo-ops"
 	@echo "     curl -s http://127.0.0.1:6066/metrics | grep boxsync_"
 	@echo "Stop everything with: make stop"
 

@@ -108,6 +108,8 @@ class SyncStatus(Message):
     read_only: bool = False
     requested_by: Person | None = None
     at: UtcDatetime
+    # Additive: for `failed`, what went wrong and what to do next (one line, no secrets).
+    detail: str | None = None
 
     @model_validator(mode="after")
     def _reason_when_not_ok(self) -> SyncStatus:

@@ -67,12 +67,14 @@ def warnings_for_revoked_grant(user_id: str, project: str, cause_id: str,
 def sync_status(box_id: str | None, state: str, at: str, *, reason: str | None = None,
                 command_id: str | None = None, requested_by: Mapping[str, Any] | None = None,
                 run_id: str | None = None, sync_type: str | None = None, processed: int = 0,
-                total: int | None = None, read_only: bool = False) -> dict[str, Any]:
+                total: int | None = None, read_only: bool = False,
+                detail: str | None = None) -> dict[str, Any]:
     """A `SyncStatus` message as a dict (contract §2)."""
     return {"schema_version": 1, "box_id": box_id, "run_id": run_id, "command_id": command_id,
             "sync_type": sync_type, "state": state, "reason": reason, "processed": processed,
             "total": total, "read_only": read_only,
-            "requested_by": dict(requested_by) if requested_by is not None else None, "at": at}
+            "requested_by": dict(requested_by) if requested_by is not None else None, "at": at,
+            "detail": detail}
 
 
 def status_key(status: Mapping[str, Any]) -> str:

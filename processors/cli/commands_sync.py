@@ -123,7 +123,8 @@ def status_line(status: SyncStatus) -> str:
     total = "?" if status.total is None else str(status.total)
     return (f"{status.state:<9} reason={status.reason or '-'} "
             f"processed={status.processed}/{total} read_only={str(status.read_only).lower()} "
-            f"run_id={status.run_id or '-'} box={status.box_id or '-'}")
+            f"run_id={status.run_id or '-'} box={status.box_id or '-'}"
+            + (f"\n          {status.detail}" if status.detail else ""))
 
 
 @dataclass

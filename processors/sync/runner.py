@@ -114,16 +114,17 @@ class SyncRunner:
                          lambda processed, total: self._progress(conn, producer, run, ctx),
                          self._clock)
         self._status(producer, run, "running", read_only=run.sync_type == "full")
-        state, reason = "completed", None
+        state, reason, detail = "completed", None, None
         try:
             self._dispatch(ctx, run)
             producer.flush(60)
-        except Superseded:
-            state, reason = "failed", "superseded"
+        except Superseded as exc:
+            state, reason, detail = "failed", "superseded", str(exc)
         except BoxsyncError as exc:  # the sources' errors carry the status reason
             state, reason = "failed", getattr(exc, "reason", "source_unavailable")
-            event(log, logging.ERROR, "sync run failed", run_id=run.run_id, error=str(exc))
-        self._finish(conn, producer, run, ctx, state, reason, started)
+            detail = str(exc)[:500]
+            event(log, logging.ERROR, "sync run failed", run_id=run.run_id, error=detail)
+        self._finish(conn, producer, run, ctx, (state, reason, detail), started)
 
     def _dispatch(self, ctx: RunContext, run: runs.Run) -> None:
         if run.sync_type == "full":
@@ -138,13 +139,16 @@ class SyncRunner:
                 incremental_sync(ctx, run, box)
 
     def _finish(self, conn: psycopg.Connection, producer: Producer, run: runs.Run,
-                ctx: RunContext, state: str, reason: str | None, started: float) -> None:
+                ctx: RunContext, outcome: tuple[str, str | None, str | None],
+                started: float) -> None:
+        state, reason, detail = outcome
         runs.progress(conn, run.run_id, ctx.processed, ctx.total, ctx.emitted, ctx.left)
         runs.finish(conn, run.run_id, state, reason)
         if state == "completed" and run.sync_type == "full" and run.box_id is not None:
             runs.mark_full_synced(conn, run.box_id, datetime.fromtimestamp(self._clock(), UTC))
         total = ctx.total if ctx.total is not None else ctx.processed
-        self._status(producer, run, state, reason=reason, processed=ctx.processed, total=total)
+        self._status(producer, run, state, reason=reason, processed=ctx.processed, total=total,
+                     detail=detail)
         producer.flush(30)
         self._metrics.sync_runs.labels(run.sync_type, state).inc()
         self._metrics.sync_run_duration.labels(run.sync_type).observe(self._clock() - started)

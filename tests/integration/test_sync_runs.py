@@ -166,3 +166,27 @@ def test_a_worker_killed_mid_run_leaves_no_box_read_only(
     assert (failed["reason"], failed["read_only"]) == ("interrupted", False)
     waiting, _ = box_state(database_url, box_id)
     assert waiting is True  # flagged: the next open_box runs a new full sync
+
+
+def test_a_second_scope_save_restarts_the_running_full_sync(
+        settings: Settings, database_url: str, fake: FakeSources,
+        start_worker: Callable[..., WorkerProcess]) -> None:
+    box_id = f"{settings.topic_prefix}program"
+    fake.issues = [issue(site_of(settings), n) for n in range(1, 301)]
+    for number in range(2, 5):
+        fake.stall(number, 5.0)  # the first run's pages are slow
+    define_box(settings, box_id, ["OPS"])
+    start_worker(settings, **sync_env(fake))
+    command(settings, f"{box_id}-save-1", "scope_saved", box_id)
+    statuses_until(settings, f"{box_id}-save-1", {"running"})
+    command(settings, f"{box_id}-save-2", "scope_saved", box_id)
+
+    first = statuses_until(settings, f"{box_id}-save-1", {"failed", "completed"})
+    assert (first[-1]["state"], first[-1]["reason"]) == ("failed", "superseded")
+    second = statuses_until(settings, f"{box_id}-save-2", {"failed", "completed"})
+    assert second[-1]["state"] == "completed", second[-1]
+    assert second[-1]["processed"] == 300
+    # Background runs are authored by the scope owner.
+    updates = [u for u in read_topic(settings, "task.updates", timeout=10, settle=1.0)
+               if u["sync_type"] == "full"]
+    assert updates and all(u["author"]["id"] == OLGA["id"] for u in updates)

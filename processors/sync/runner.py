@@ -66,7 +66,7 @@ class SyncRunner:
         while not stop.is_set():
             try:
                 self._session(stop)
-            except (psycopg.Error, BoxsyncError, OSError) as exc:
+            except Exception as exc:  # logged; the next session fails the run it left
                 self._metrics.stage_errors.labels("sync").inc()
                 event(log, logging.ERROR, "sync runner failed; starting again",
                       error=f"{type(exc).__name__}: {exc}")

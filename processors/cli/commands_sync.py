@@ -21,14 +21,14 @@ from typing import Any, get_args
 import click
 import orjson
 import psycopg
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import ClusterMetadata
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from processors.cli.common import BoxsyncError, CliContext, UnavailableError
 from processors.runtime.kafka import consumer_config, produce, producer_config, topic
-from processors.runtime.preflight import check_database
+from processors.runtime.preflight import check_database, kafka_metadata
 from processors.settings import Settings
 from processors.stack.postgres import resolve_database_url
 from processors.store import db as store_db
@@ -254,7 +254,7 @@ def command(ctx: click.Context, command_type: str, box_id: str | None, user_id: 
     person = {"kind": user_kind, "id": user_id, "name": user_name, "source": source}
     sync_command = build_command(command_type, box_id, person, params, command_id,
                                  datetime.now(UTC))
-    metadata = _cluster(settings)
+    metadata = kafka_metadata(settings)
     _require_topic(settings, metadata, SYNC_COMMANDS)
     if wait is None:
         _echo_published(sync_command, _publish(settings, sync_command), as_json)
@@ -266,19 +266,6 @@ def command(ctx: click.Context, command_type: str, box_id: str | None, user_id: 
         ctx.exit(_follow(consumer, sync_command.command_id, wait, as_json))
     finally:
         consumer.close()
-
-
-def _cluster(settings: Settings, timeout: float = 5) -> ClusterMetadata:
-    """The broker's topics; an unreachable broker is one line naming its address (as
-    preflight.kafka_metadata says it, without librdkafka's log lines)."""
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, **_QUIET,
-                         "socket.connection.setup.timeout.ms": int(timeout * 1000)})
-    try:
-        return admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise UnavailableError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc.args[0].str()}); "
-            "start it with `boxsync stack up` or set BOXSYNC_KAFKA_BOOTSTRAP") from None
 
 
 def _require_topic(settings: Settings, metadata: ClusterMetadata, spec: TopicSpec) -> str:

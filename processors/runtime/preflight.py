@@ -18,7 +18,9 @@ from schemas.topics import ALL_TOPICS
 def kafka_metadata(settings: Settings, timeout: float = 5) -> ClusterMetadata:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
                          # fail fast instead of retrying forever against a closed port
-                         "socket.connection.setup.timeout.ms": int(timeout * 1000)})
+                         "socket.connection.setup.timeout.ms": int(timeout * 1000),
+                         # the one-line error below says it all; no librdkafka log flood
+                         "log_level": 0})
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -22,7 +22,6 @@ import base64
 import re
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,7 +30,7 @@ from pydantic import SecretStr
 from processors.ingest.jira import issue_snapshot
 from processors.ingest.text import clean_text
 from processors.sources.http import HttpClient, Service, checked_base_url
-from processors.sources.model import SourcePage, SourceTask, SourceUnavailable
+from processors.sources.model import SourcePage, SourceTask, SourceUnavailable, epoch_of_iso
 
 # The Jira fields the normalized fields of contract §5 come from, plus `project` (the task's
 # project) and `updated` (its last-updated time); nothing else is asked for.
@@ -221,15 +220,8 @@ def filter_jql(jira_projects: Iterable[str], labels_all: Iterable[str], jql: str
 
 
 def parse_jira_time(value: Any) -> float | None:
-    """Jira's `2019-08-11T18:49:13.412-0700` (any ISO-8601 time with a zone) → epoch seconds;
-    None for anything else, a time without a zone included (its instant is unknown)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo is not None else None
+    """Jira's `updated` (`2019-08-11T18:49:13.412-0700`) → epoch seconds, or None."""
+    return epoch_of_iso(value)
 
 
 def adf_to_text(document: Any) -> str | None:

@@ -14,6 +14,7 @@ Messages are one line, say what to do next and never hold a secret or a URL's qu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from processors.errors import BoxsyncError
@@ -70,3 +71,16 @@ class SourceUnavailable(SourceError):
 
     reason = "source_unavailable"
     retriable = True
+
+
+def epoch_of_iso(value: Any) -> float | None:
+    """An ISO-8601 time with a zone (Jira's `2019-08-11T18:49:13.412-0700`, Trello's
+    `...Z`) → epoch seconds; None for anything else, a time without a zone included (its
+    instant is unknown)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None

@@ -19,7 +19,6 @@ listing), since a card holds only its list's id.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +27,7 @@ from pydantic import SecretStr
 from processors.ingest.text import clean_text
 from processors.ingest.trello import card_snapshot
 from processors.sources.http import HttpClient, Service, checked_base_url
-from processors.sources.model import SourcePage, SourceTask, SourceUnavailable
+from processors.sources.model import SourcePage, SourceTask, SourceUnavailable, epoch_of_iso
 
 # The card fields behind the normalized ones (ingest's createCard rules, plus labels), and the
 # identity and time fields every listing needs.
@@ -154,7 +153,7 @@ def _card_id(card: Any) -> str:
 def _updated_at(card: Mapping[str, Any], card_id: str) -> float:
     """`dateLastActivity`, else the creation second held in the card id (never later than
     any activity, so an incremental sync sees the card as changed rather than miss it)."""
-    moment = _iso_seconds(card.get("dateLastActivity"))
+    moment = epoch_of_iso(card.get("dateLastActivity"))
     if moment is not None:
         return moment
     if len(card_id) == _OBJECT_ID_HEX:
@@ -164,16 +163,6 @@ def _updated_at(card: Mapping[str, Any], card_id: str) -> float:
             pass
     raise SourceUnavailable(f"Trello listed card {card_id} without a readable "
                             "dateLastActivity; run the sync again later")
-
-
-def _iso_seconds(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def _boards(trello_boards: Iterable[str]) -> list[str]:

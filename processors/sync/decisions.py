@@ -186,12 +186,21 @@ def _open_box(request: _Request) -> Decision:
     return _index_gate(request, record_visit=True) or _full(request, record_visit=True)
 
 
-def _resync_box(request: _Request) -> Decision:
-    box = request.box
-    if box is None:
+def _admin_refusal(request: _Request) -> Decision | None:
+    """Refused when the box is unknown or the requester is not one of its admins."""
+    if request.box is None:
         return _refused(request, "unknown_box")
-    if not is_admin(request.command.requested_by, box):
+    if not is_admin(request.command.requested_by, request.box):
         return _refused(request, "forbidden")
+    return None
+
+
+def _resync_box(request: _Request) -> Decision:
+    refusal = _admin_refusal(request)
+    if refusal is not None:
+        return refusal
+    box = request.box
+    assert box is not None
     if box.scope_type == "none":
         return _refused(request, "not_available_for_non_scope_box")
     if box.status == "closed":
@@ -247,12 +256,8 @@ def _index_status(request: _Request) -> Decision:
 
 
 def _clear_warnings(request: _Request) -> Decision:
-    box = request.box
-    if box is None:
-        return _refused(request, "unknown_box")
-    if not is_admin(request.command.requested_by, box):
-        return _refused(request, "forbidden")
-    return _decision(request, "clear_warnings", (_status(request, "completed"),))
+    return _admin_refusal(request) or _decision(request, "clear_warnings",
+                                                (_status(request, "completed"),))
 
 
 _HANDLERS: dict[str, Callable[[_Request], Decision]] = {

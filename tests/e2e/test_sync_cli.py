@@ -18,9 +18,7 @@ import orjson
 import pytest
 from psycopg.types.json import Jsonb
 
-from processors.settings import Settings, load_settings
-from processors.stack.postgres import resolve_database_url
-from processors.stack.services import stack_up
+from processors.settings import Settings
 from processors.store import db
 from schemas.commands import SyncCommand
 from tests.support.kafka import (
@@ -39,23 +37,7 @@ COMMAND_OPTIONS = ("--box", "--user", "--user-kind", "--user-name", "--source", 
 RUNS_OPTIONS = ("--box", "--limit", "--state", "--json")
 
 
-# --- fixtures: as tests/integration/conftest.py builds them ---------------------------------
-
-
-@pytest.fixture(scope="module")
-def base_settings() -> Settings:
-    settings = load_settings()
-    if not settings.local_dir.is_absolute():
-        settings = settings.model_copy(update={"local_dir": ROOT / settings.local_dir})
-    stack_up(settings, echo=lambda _line: None)
-    return settings
-
-
-@pytest.fixture(scope="module")
-def database_url(base_settings: Settings) -> str:
-    url = resolve_database_url(base_settings)
-    db.migrate(url)
-    return url
+# --- fixtures (base_settings and database_url: tests/conftest.py) ----------------------------
 
 
 @pytest.fixture

@@ -11,27 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from processors.settings import Settings, load_settings
-from processors.stack.postgres import resolve_database_url
-from processors.stack.services import stack_up
-from processors.store import db
-from tests.support.kafka import ROOT, WorkerProcess, create_topics, unique_prefix, worker_env
-
-
-@pytest.fixture(scope="session")
-def base_settings() -> Settings:
-    settings = load_settings()
-    if not settings.local_dir.is_absolute():
-        settings = settings.model_copy(update={"local_dir": ROOT / settings.local_dir})
-    stack_up(settings, echo=lambda _line: None)
-    return settings
-
-
-@pytest.fixture(scope="session")
-def database_url(base_settings: Settings) -> str:
-    url = resolve_database_url(base_settings)
-    db.migrate(url)
-    return url
+from processors.settings import Settings
+from tests.support.kafka import WorkerProcess, create_topics, unique_prefix, worker_env
 
 
 @pytest.fixture

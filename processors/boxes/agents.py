@@ -17,6 +17,7 @@ this stage keeps what boxsync adds: warnings, flags, the audit log.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -74,7 +75,8 @@ class BoxesStage:
         self._conn: psycopg.Connection | None = None
         self._next: dict[tuple[str, int], int] = {}
         self._dead: Counter[str] = Counter()
-        self._commands = CommandHandler(settings, metrics, queue_sync_run)
+        self._commands = CommandHandler(settings, metrics, functools.partial(
+            queue_sync_run, tenant=settings.topic_prefix))
 
     def prepare(self) -> None:
         """Nothing to load: every decision reads PostgreSQL."""

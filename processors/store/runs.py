@@ -34,14 +34,15 @@ class Run:
 _RUN_COLUMNS = "run_id, command_id, box_id, sync_type, requested_by, author, forced, box_ids"
 
 
-def queue(conn: psycopg.Connection, run: Run) -> bool:
-    """Queue a run (False when a run with this id exists: a replayed command)."""
+def queue(conn: psycopg.Connection, run: Run, tenant: str) -> bool:
+    """Queue a run of a tenant (the topic prefix); False when a run with this id exists (a
+    replayed command)."""
     inserted = conn.execute(
-        f"""INSERT INTO sync_runs ({_RUN_COLUMNS}, state)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued')
+        f"""INSERT INTO sync_runs ({_RUN_COLUMNS}, state, tenant)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s)
             ON CONFLICT (run_id) DO NOTHING RETURNING run_id""",
         (run.run_id, run.command_id, run.box_id, run.sync_type, Jsonb(run.requested_by),
-         Jsonb(run.author), run.forced, list(run.box_ids))).fetchone()
+         Jsonb(run.author), run.forced, list(run.box_ids), tenant)).fetchone()
     return inserted is not None
 
 
@@ -63,15 +64,15 @@ def running_run(conn: psycopg.Connection, box_id: str) -> str | None:
     return row[0] if row else None
 
 
-def claim(conn: psycopg.Connection, owner: str) -> Run | None:
-    """Take the oldest queued run whose box has no run going (one transaction)."""
+def claim(conn: psycopg.Connection, owner: str, tenant: str) -> Run | None:
+    """Take the tenant's oldest queued run whose box has no run going (one transaction)."""
     with conn.transaction():
         row = conn.execute(
             f"""SELECT {_RUN_COLUMNS} FROM sync_runs q
-                 WHERE state = 'queued' AND (box_id IS NULL OR NOT EXISTS (
+                 WHERE state = 'queued' AND tenant = %s AND (box_id IS NULL OR NOT EXISTS (
                        SELECT 1 FROM sync_runs r WHERE r.box_id = q.box_id
                           AND r.state = 'running'))
-                 ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED""").fetchone()
+                 ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED""", (tenant,)).fetchone()
         if row is None:
             return None
         conn.execute("""UPDATE sync_runs SET state = 'running', owner = %s, started_at = now(),
@@ -94,14 +95,14 @@ def finish(conn: psycopg.Connection, run_id: str, state: str, reason: str | None
                      WHERE run_id = %s""", (state, reason, run_id))
 
 
-def orphans(conn: psycopg.Connection, owner: str) -> list[Run]:
-    """Runs left `running` by this runner's previous life, or by one that stopped beating;
-    failed here (`interrupted`) and their boxes flagged for a new full sync."""
+def orphans(conn: psycopg.Connection, owner: str, tenant: str) -> list[Run]:
+    """The tenant's runs left `running` by this runner's previous life, or by one that stopped
+    beating; failed here (`interrupted`) and their boxes flagged for a new full sync."""
     rows = conn.execute(
         f"""UPDATE sync_runs SET state = 'failed', reason = 'interrupted', finished_at = now()
-             WHERE state = 'running' AND (owner = %s OR heartbeat_at < now() - make_interval(
-                   secs => %s))
-         RETURNING {_RUN_COLUMNS}""", (owner, ORPHAN_AFTER_SECONDS)).fetchall()
+             WHERE state = 'running' AND tenant = %s AND (owner = %s OR heartbeat_at < now()
+                   - make_interval(secs => %s))
+         RETURNING {_RUN_COLUMNS}""", (tenant, owner, ORPHAN_AFTER_SECONDS)).fetchall()
     runs = [_run(row) for row in rows]
     for run in runs:
         if run.box_id is not None:

@@ -81,14 +81,14 @@ class SyncRunner:
             while not stop.is_set():
                 self.last_beat = self._clock()
                 self._housekeeping(conn, producer)
-                run = runs.claim(conn, self._owner)
+                run = runs.claim(conn, self._owner, self._settings.topic_prefix)
                 if run is None:
                     stop.wait(IDLE_SECONDS)
                     continue
                 self._execute(conn, producer, sources, run)
 
     def _recover(self, conn: psycopg.Connection, producer: Producer) -> None:
-        for run in runs.orphans(conn, self._owner):
+        for run in runs.orphans(conn, self._owner, self._settings.topic_prefix):
             event(log, logging.WARNING, "sync run interrupted; box flagged for a new full sync",
                   run_id=run.run_id, box_id=run.box_id)
             self._status(producer, run, "failed", reason="interrupted")

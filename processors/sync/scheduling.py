@@ -27,6 +27,7 @@ _LOCK_KEY = 0x626F7874  # "boxt"
 class NightlySchedule:
     def __init__(self, settings: Settings) -> None:
         self._tenant = settings.tenant
+        self._prefix = settings.topic_prefix
         self._zone = settings.tenant_timezone
         self._checked = -math.inf
 
@@ -46,7 +47,7 @@ class NightlySchedule:
             run = runs.Run(run_id_for(f"schedule:{self._tenant}:{night}", None), None, None,
                            "incremental", TECHNICAL.model_dump(mode="json"), TECHNICAL_APP,
                            False, eligible_boxes(conn))
-            runs.queue(conn, run)
+            runs.queue(conn, run, self._prefix)
         return run
 
 

@@ -9,8 +9,8 @@ stalled server shows as latency instead of silently slowing the sender down.
 
 Target: 1,000 requests/s sustained with p99 latency under 50 ms, every request answered 202
 (a 202 means the record is acknowledged by the broker). The run ends by checking that the raw
-topic holds one record per 202. It starts its own topics (a fresh prefix) and worker, and
-removes both when done; it talks only to 127.0.0.1.
+topic holds one record per 202. It starts its own topics (a fresh prefix), scratch database
+and worker, and removes them when done; it talks only to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import shutil
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -28,8 +29,11 @@ from pathlib import Path
 import aiohttp
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from bench.pipeline import make_workload
+from bench.results import Row, record, verdict
+from bench.scratch import scratch_database
 from processors.settings import Settings, load_settings
 from schemas.topics import JIRA_EVENTS
 from tests.support.kafka import WorkerProcess, create_topics, free_port, worker_env
@@ -135,6 +139,31 @@ def records_on(settings: Settings, topic_name: str) -> int:
         consumer.close()
 
 
+def run_worker(settings: Settings, warmup: list[tuple[bytes, dict[str, str]]],
+               measured: list[tuple[bytes, dict[str, str]]], args: argparse.Namespace
+               ) -> tuple[Results, Results]:
+    """A worker on a scratch database of its own (bench.scratch): the warm-up, then the
+    measured requests."""
+    log = ROOT / ".local" / "bench-gateway-worker.log"
+    with scratch_database(settings, "gateway") as database_url:
+        worker = WorkerProcess(worker_env(
+            settings.model_copy(update={"database_url": SecretStr(database_url)}),
+            BOXSYNC_WEB_PORT=str(free_port()), BOXSYNC_WEB_BIND=HOST,
+            BOXSYNC_JIRA_WEBHOOK_SECRET=SECRET, BOXSYNC_LOG_LEVEL="WARNING"), log)
+        try:
+            worker.start()
+            url = f"http://{HOST}:{worker.port}/webhooks/jira"
+            warm = asyncio.run(drive(url, warmup, 200.0, args.sessions, args.connections))
+            if warm.errors:
+                raise SystemExit(f"warm-up failed: {warm.statuses}; worker log: {log}")
+            return warm, asyncio.run(drive(url, measured, args.rate, args.sessions,
+                                           args.connections))
+        finally:
+            worker.stop()
+            # faust's data directory, `<app id>-data` in the worker's working directory
+            shutil.rmtree(ROOT / f"{settings.topic_prefix}boxsync-data", ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=TARGET_RATE)
@@ -156,27 +185,16 @@ def main() -> None:
           f"bytes, at {args.rate:,.0f} req/s for {len(measured) / args.rate:.0f} s from "
           f"{args.sessions} sessions x {args.connections} connections; {os.cpu_count()} cores")
 
-    admin = AdminClient({"bootstrap.servers": base.kafka_bootstrap})
     create_topics(settings)
-    log = ROOT / ".local" / "bench-gateway-worker.log"
-    worker = WorkerProcess(worker_env(settings, BOXSYNC_WEB_PORT=str(free_port()),
-                                      BOXSYNC_WEB_BIND=HOST,
-                                      BOXSYNC_JIRA_WEBHOOK_SECRET=SECRET,
-                                      BOXSYNC_LOG_LEVEL="WARNING"), log)
     try:
-        worker.start()
-        url = f"http://{HOST}:{worker.port}/webhooks/jira"
-        warm = asyncio.run(drive(url, warmup, 200.0, args.sessions, args.connections))
-        if warm.errors:
-            raise SystemExit(f"warm-up failed: {warm.statuses}; worker log: {log}")
-        results = asyncio.run(drive(url, measured, args.rate, args.sessions, args.connections))
+        warm, results = run_worker(settings, warmup, measured, args)
+        stored = records_on(settings, JIRA_EVENTS.full_name(prefix))
     finally:
-        worker.stop()
-    stored = records_on(settings, JIRA_EVENTS.full_name(prefix))
-    cleanup = admin.delete_topics([t for t in admin.list_topics(timeout=10).topics
-                                   if t.startswith(prefix)], operation_timeout=30)
-    for future in cleanup.values():  # wait: librdkafka threads must not outlive the interpreter
-        future.result()
+        admin = AdminClient({"bootstrap.servers": base.kafka_bootstrap})
+        cleanup = admin.delete_topics([t for t in admin.list_topics(timeout=10).topics
+                                       if t.startswith(prefix)], operation_timeout=30)
+        for future in cleanup.values():  # wait: librdkafka threads must not outlive Python
+            future.result()
 
     span = results.last_done - results.first_due
     rate = results.accepted / span
@@ -191,6 +209,11 @@ def main() -> None:
     print(f"gateway: {rate:,.0f} req/s accepted over {span:.2f} s, p50 {p50:.1f} ms, "
           f"p99 {p99:.1f} ms, {results.errors} errors; target ({TARGET_RATE:,.0f} req/s "
           f"sustained, p99 < {TARGET_P99_MS:.0f} ms) {'met' if met else 'NOT met'}")
+    record("gateway", [
+        Row("gateway accepted rate", f"{rate:,.0f} req/s", f"{TARGET_RATE:,.0f} req/s sustained",
+            verdict(rate >= TARGET_RATE * 0.99 and results.errors == 0)),
+        Row("gateway p50 / p99 latency", f"{p50:.1f} / {p99:.1f} ms",
+            f"p99 < {TARGET_P99_MS:.0f} ms", verdict(met))])
 
 
 if __name__ == "__main__":

@@ -52,6 +52,12 @@ class BoxFlags:
     waiting_full_sync: bool = False
 
 
+NO_FLAGS = BoxFlags()
+# Distinct (project, labels) pairs remembered per Directory; a new one is built on every
+# reference change, so this only bounds memory between changes.
+MEMBERS_CACHE_SIZE = 50_000
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
     members: tuple[str, ...]  # boxes whose scope holds the task after this update
@@ -87,15 +93,26 @@ class Directory:
         self._by_project: dict[str, list[Box]] = {}
         self._by_task: dict[str, list[Box]] = {}
         self._subs_of: dict[str, list[Box]] = {}
+        # Per box, computed once per reference change rather than once per update.
+        self._projects: dict[str, frozenset[str]] = {}
+        self._labels: dict[str, frozenset[str]] = {}
+        self._refusals: dict[str, str | None] = {}
+        self._members: dict[tuple[str | None, tuple[str, ...]], tuple[list[Box], list[Box]]] = {}
         for box in self.boxes.values():
-            for project in scope_projects(box):
-                self._by_project.setdefault(project, []).append(box)
-            for task_id in box.manual_tasks:
-                self._by_task.setdefault(task_id, []).append(box)
-            if box.scope_type == "sub":
-                ancestor = self.own_ancestor(box)
-                if ancestor is not None:
-                    self._subs_of.setdefault(ancestor.box_id, []).append(box)
+            self._index(box)
+
+    def _index(self, box: Box) -> None:
+        self._projects[box.box_id] = frozenset(scope_projects(box))
+        self._labels[box.box_id] = frozenset(box.scope.labels_all)
+        self._refusals[box.box_id] = self._refusal(box)
+        for project in self._projects[box.box_id]:
+            self._by_project.setdefault(project, []).append(box)
+        for task_id in box.manual_tasks:
+            self._by_task.setdefault(task_id, []).append(box)
+        if box.scope_type == "sub":
+            ancestor = self.own_ancestor(box)
+            if ancestor is not None:
+                self._subs_of.setdefault(ancestor.box_id, []).append(box)
 
     def own_ancestor(self, box: Box) -> Box | None:
         """The nearest own-scope ancestor of a box (None when the chain has none or loops)."""
@@ -113,12 +130,25 @@ class Directory:
 
     def members(self, task_id: str, project: str | None, labels: Iterable[str]
                 ) -> tuple[list[Box], list[Box]]:
-        """(boxes holding the task, `none` boxes that would select it)."""
-        label_set = set(labels)
+        """(boxes holding the task, `none` boxes that would select it). Tasks no box lists
+        by id share the answer for their project and labels (cached until the next change)."""
+        label_key = tuple(sorted(set(labels)))
+        if task_id in self._by_task:
+            return self._select(task_id, project, frozenset(label_key))
+        cached = self._members.get((project, label_key))
+        if cached is None:
+            if len(self._members) >= MEMBERS_CACHE_SIZE:
+                self._members.clear()
+            cached = self._select(task_id, project, frozenset(label_key))
+            self._members[(project, label_key)] = cached
+        return cached
+
+    def _select(self, task_id: str, project: str | None, labels: frozenset[str]
+                ) -> tuple[list[Box], list[Box]]:
         own: dict[str, Box] = {}
         non_scope: dict[str, Box] = {}
         for box in self._candidates(task_id, project):
-            if not _selects(box, task_id, project, label_set, require_project=True):
+            if not self._selects(box, task_id, project, labels, require_project=True):
                 continue
             if box.scope_type == "own":
                 own[box.box_id] = box
@@ -127,9 +157,20 @@ class Directory:
         held = dict(own)
         for ancestor_id in own:
             for sub in self._subs_of.get(ancestor_id, ()):
-                if _selects(sub, task_id, project, label_set, require_project=False):
+                if self._selects(sub, task_id, project, labels, require_project=False):
                     held[sub.box_id] = sub
         return sorted(held.values(), key=_box_id), sorted(non_scope.values(), key=_box_id)
+
+    def _selects(self, box: Box, task_id: str, project: str | None, labels: frozenset[str],
+                 *, require_project: bool) -> bool:
+        if task_id in box.manual_tasks:
+            return True
+        projects = self._projects[box.box_id]
+        if projects and project not in projects:
+            return False
+        if not projects and require_project:
+            return False
+        return labels >= self._labels[box.box_id]
 
     def route(self, task_id: str, project: str | None, labels: Iterable[str],
               previous: Iterable[str], deleting: bool) -> Routing:
@@ -144,7 +185,10 @@ class Directory:
 
     def refusal(self, box: Box) -> str | None:
         """Why a box takes no update now, or None when it does."""
-        flags = self.flags.get(box.box_id, BoxFlags())
+        return self._refusals[box.box_id]
+
+    def _refusal(self, box: Box) -> str | None:
+        flags = self.flags.get(box.box_id, NO_FLAGS)
         if box.status == "closed":
             return "box_closed"
         if box.archived:
@@ -169,10 +213,9 @@ class Directory:
     def _accepting(self, box_ids: Iterable[str], reasons: list[str]) -> list[str]:
         accepted = []
         for box_id in box_ids:
-            box = self.boxes.get(box_id)
-            if box is None:
+            if box_id not in self.boxes:
                 continue  # deleted since: nobody to tell
-            reason = self.refusal(box)
+            reason = self._refusals[box_id]
             if reason is None:
                 accepted.append(box_id)
             else:
@@ -182,18 +225,6 @@ class Directory:
     def _candidates(self, task_id: str, project: str | None) -> list[Box]:
         by_project = self._by_project.get(project, []) if project else []
         return [*by_project, *self._by_task.get(task_id, ())]
-
-
-def _selects(box: Box, task_id: str, project: str | None, labels: set[str],
-             *, require_project: bool) -> bool:
-    if task_id in box.manual_tasks:
-        return True
-    projects = scope_projects(box)
-    if projects and project not in projects:
-        return False
-    if not projects and require_project:
-        return False
-    return labels.issuperset(box.scope.labels_all)
 
 
 def _box_id(box: Box) -> str:

@@ -47,7 +47,7 @@ def create_topics(settings: Settings) -> None:
 
 
 def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[str, Any]],
-            headers: list[tuple[str, bytes]] | None = None) -> None:
+            headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     topic = by_name(topic_name).full_name(settings.topic_prefix)
     for body in bodies:

@@ -121,7 +121,7 @@ class BoxesStage:
         for reason, count in self._dead.items():
             self._metrics.events_dead_lettered.labels("boxes", reason).inc(count)
         self._dead.clear()
-        self._commands.committed()
+        self._commands.committed(self._connection())
 
     def reset(self) -> None:
         self._next.clear()

@@ -9,7 +9,8 @@ validate but names its id is refused `invalid_command` (every command ends in a 
 one without an id is dead-lettered by the stage.
 
 Runs (`run_full`, `restart_full`, `run_incremental`) are queued for the sync runner through
-`RunQueue` (processors.sync.queueing), in the same database transaction.
+`RunQueue` (processors.sync.queueing), in the same database transaction, `pending` until the
+batch's Kafka transaction (with the `queued` status) has committed.
 """
 
 from __future__ import annotations
@@ -30,21 +31,19 @@ from processors.store import boxes, runs
 from processors.sync.decisions import BoxView, Decision, TenantView, decide
 from schemas.commands import SyncCommand
 
-INDEX_STATE = "jira_index_corrupted"
-RunQueue = Callable[[psycopg.Connection, SyncCommand, Decision], None]
-
-
-def _no_runner(conn: psycopg.Connection, command: SyncCommand, decision: Decision) -> None:
-    """Until the sync runner exists, a queued run stays queued."""
+INDEX_STATE = "jira_index_corrupted:"  # + the tenant (topic prefix)
+# Queues a decided run `pending` and returns its id (processors.sync.queueing).
+RunQueue = Callable[[psycopg.Connection, SyncCommand, Decision], str]
 
 
 class CommandHandler:
-    def __init__(self, settings: Settings, metrics: Metrics,
-                 queue_run: RunQueue = _no_runner) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, queue_run: RunQueue) -> None:
         self._tenant_ttl = settings.cache_ttl_hours * 3600.0
+        self._index_state = INDEX_STATE + settings.topic_prefix
         self._metrics = metrics
         self._queue_run = queue_run
         self._counts: Counter[tuple[str, str]] = Counter()
+        self.pending_runs: list[str] = []  # queued in this batch; released after its commit
 
     def handle(self, conn: psycopg.Connection, value: dict[str, Any], origin: str, now: float,
                at: str) -> list[dict[str, Any]]:
@@ -70,13 +69,18 @@ class CommandHandler:
         self._counts[(command.type, decision.outcome)] += 1
         return statuses
 
-    def committed(self) -> None:
+    def committed(self, conn: psycopg.Connection) -> None:
+        """The batch's statuses are on Kafka: its runs may start."""
+        if self.pending_runs:
+            runs.release(conn, self.pending_runs)
+            self.pending_runs.clear()
         for (kind, outcome), count in self._counts.items():
             self._metrics.commands.labels(kind, outcome).inc(count)
         self._counts.clear()
 
     def reset(self) -> None:
         self._counts.clear()
+        self.pending_runs.clear()
 
     def _apply(self, conn: psycopg.Connection, command: SyncCommand, decision: Decision,
                now: float) -> None:
@@ -88,9 +92,9 @@ class CommandHandler:
         elif decision.outcome == "flag_boxes":
             boxes.flag_waiting(conn, list(decision.flag_box_ids))
         elif decision.outcome == "set_index_state":
-            boxes.set_tenant_value(conn, INDEX_STATE, bool(decision.index_corrupted))
+            boxes.set_tenant_value(conn, self._index_state, bool(decision.index_corrupted))
         elif decision.outcome in ("run_full", "restart_full", "run_incremental"):
-            self._queue_run(conn, command, decision)
+            self.pending_runs.append(self._queue_run(conn, command, decision))
 
     def _invalid(self, conn: psycopg.Connection, value: dict[str, Any], origin: str,
                  exc: ValidationError, at: str) -> list[dict[str, Any]]:
@@ -125,7 +129,7 @@ class CommandHandler:
         return [as_view(row) for row in boxes.box_views(conn)]
 
     def _tenant(self, conn: psycopg.Connection) -> TenantView:
-        corrupted = boxes.tenant_value(conn, INDEX_STATE)
+        corrupted = boxes.tenant_value(conn, self._index_state)
         return TenantView(jira_index_corrupted=bool(corrupted),
                           cache_ttl_seconds=self._tenant_ttl)
 

@@ -484,7 +484,7 @@ def run_duration(row: dict[str, Any]) -> str:
     elapsed = row["elapsed_seconds"]
     if elapsed is None:
         return "not started"
-    if row["finished_at"] is None and row["state"] not in ("queued", "running"):
+    if row["finished_at"] is None and row["state"] not in ("pending", "queued", "running"):
         return "-"  # ended without a finish time: no duration to trust
     text = format_duration(max(0.0, elapsed))
     return text if row["finished_at"] is not None else f"running for {text}"

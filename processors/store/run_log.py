@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-RUN_STATES: tuple[str, ...] = ("queued", "running", "completed", "failed")
+RUN_STATES: tuple[str, ...] = ("pending", "queued", "running", "completed", "failed")
 
 # `elapsed_seconds`: finished minus started, or (still running) the database's now minus
 # started; null for a run that never started. Taken from the database clock so that a CLI

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 ORPHAN_AFTER_SECONDS = 60
+PENDING_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,17 @@ class Run:
 _RUN_COLUMNS = "run_id, command_id, box_id, sync_type, requested_by, author, forced, box_ids"
 
 
-def queue(conn: psycopg.Connection, run: Run, tenant: str) -> bool:
+def queue(conn: psycopg.Connection, run: Run, tenant: str, state: str = "queued") -> bool:
     """Queue a run of a tenant (the topic prefix); False when a run with this id exists (a
-    replayed command)."""
+    replayed command). A command's run starts `pending`: it becomes `queued` once the command's
+    `queued` status is committed on Kafka (`release`), so no runner's `running` status can
+    overtake it."""
     inserted = conn.execute(
         f"""INSERT INTO sync_runs ({_RUN_COLUMNS}, state, tenant)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'queued', %s)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (run_id) DO NOTHING RETURNING run_id""",
         (run.run_id, run.command_id, run.box_id, run.sync_type, Jsonb(run.requested_by),
-         Jsonb(run.author), run.forced, list(run.box_ids), tenant)).fetchone()
+         Jsonb(run.author), run.forced, list(run.box_ids), state, tenant)).fetchone()
     return inserted is not None
 
 
@@ -50,7 +53,8 @@ def supersede(conn: psycopg.Connection, box_id: str, except_run: str) -> list[st
     """A newer full sync of the box: drop its queued ones, ask the running one to stop."""
     dropped = conn.execute(
         """UPDATE sync_runs SET state = 'failed', reason = 'superseded', finished_at = now()
-            WHERE box_id = %s AND state = 'queued' AND run_id <> %s AND sync_type = 'full'
+            WHERE box_id = %s AND state IN ('pending', 'queued') AND run_id <> %s
+              AND sync_type = 'full'
         RETURNING run_id""", (box_id, except_run)).fetchall()
     conn.execute("""UPDATE sync_runs SET cancel_requested = true
                      WHERE box_id = %s AND state = 'running' AND run_id <> %s""",
@@ -64,15 +68,27 @@ def running_run(conn: psycopg.Connection, box_id: str) -> str | None:
     return row[0] if row else None
 
 
+def release(conn: psycopg.Connection, run_ids: Sequence[str]) -> None:
+    """Pending runs become claimable: their `queued` status is on Kafka."""
+    conn.execute("""UPDATE sync_runs SET state = 'queued'
+                     WHERE run_id = ANY(%s) AND state = 'pending'""", (list(run_ids),))
+
+
 def claim(conn: psycopg.Connection, owner: str, tenant: str) -> Run | None:
-    """Take the tenant's oldest queued run whose box has no run going (one transaction)."""
+    """Take the tenant's oldest queued run whose box has no run going (one transaction). A run
+    still `pending` after PENDING_GRACE_SECONDS is taken too: its worker died between the
+    Kafka commit and `release` (or the Kafka transaction aborted and the command, read again,
+    found its run already there)."""
     with conn.transaction():
         row = conn.execute(
             f"""SELECT {_RUN_COLUMNS} FROM sync_runs q
-                 WHERE state = 'queued' AND tenant = %s AND (box_id IS NULL OR NOT EXISTS (
+                 WHERE tenant = %s AND (state = 'queued' OR (state = 'pending'
+                       AND queued_at < now() - make_interval(secs => %s)))
+                   AND (box_id IS NULL OR NOT EXISTS (
                        SELECT 1 FROM sync_runs r WHERE r.box_id = q.box_id
                           AND r.state = 'running'))
-                 ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED""", (tenant,)).fetchone()
+                 ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED""",
+            (tenant, PENDING_GRACE_SECONDS)).fetchone()
         if row is None:
             return None
         conn.execute("""UPDATE sync_runs SET state = 'running', owner = %s, started_at = now(),

@@ -16,17 +16,19 @@ from schemas.commands import SyncCommand
 
 
 def queue_sync_run(conn: psycopg.Connection, command: SyncCommand, decision: Decision,
-                   tenant: str) -> None:
-    """Queue the run of a decision for the runners of `tenant` (the topic prefix)."""
+                   tenant: str) -> str:
+    """Queue the run of a decision for the runners of `tenant` (the topic prefix), `pending`
+    until the caller releases it (processors.store.runs.release); returns its id."""
     assert decision.run_id is not None and decision.sync_type is not None
     requester = command.requested_by.model_dump(mode="json")
     if decision.outcome == "run_incremental":
         runs.queue(conn, runs.Run(decision.run_id, command.command_id, None, "incremental",
                                   requester, TECHNICAL_APP, False,
-                                  list(decision.eligible_box_ids)), tenant)
-        return
+                                  list(decision.eligible_box_ids)), tenant, "pending")
+        return decision.run_id
     assert command.box_id is not None
     author = decision.author.model_dump(mode="json") if decision.author else TECHNICAL_APP
     runs.queue(conn, runs.Run(decision.run_id, command.command_id, command.box_id, "full",
-                              requester, author, decision.forced, []), tenant)
+                              requester, author, decision.forced, []), tenant, "pending")
     runs.supersede(conn, command.box_id, decision.run_id)
+    return decision.run_id

@@ -44,6 +44,7 @@ def _register() -> None:
         commands_demo,
         commands_kafka,
         commands_replay,
+        commands_runs,
         commands_stack,
         commands_sync,
         commands_worker,
@@ -60,7 +61,7 @@ def _register() -> None:
     cli.add_command(commands_demo.demo)
     cli.add_command(commands_replay.replay)
     cli.add_command(commands_sync.command)
-    cli.add_command(commands_sync.runs)
+    cli.add_command(commands_runs.runs)
 
 
 _register()

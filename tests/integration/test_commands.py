@@ -11,7 +11,7 @@ import pytest
 
 from processors.settings import Settings
 from processors.store import db
-from tests.support.kafka import WorkerProcess, publish_keyed, read_topic
+from tests.support.kafka import WorkerProcess, publish_keyed, read_to_end
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +32,15 @@ def send(settings: Settings, command_id: str, kind: str, box_id: str | None,
 
 
 def statuses_of(settings: Settings, command_id: str, *, at_least: int = 1,
+                until: Callable[[list[dict[str, Any]]], bool] | None = None,
                 timeout: float = 30) -> list[dict[str, Any]]:
+    """The command's statuses once there are `at_least` (and `until` holds), or at timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        found = [s for s in read_topic(settings, "sync.status", timeout=5, settle=0.5)
+        found = [s for s in read_to_end(settings, "sync.status")
                  if s.get("command_id") == command_id]
-        if len(found) >= at_least or time.monotonic() > deadline:
+        done = len(found) >= at_least and (until is None or until(found))
+        if done or time.monotonic() > deadline:
             return found
         time.sleep(0.3)
 
@@ -59,7 +62,8 @@ def test_commands_are_handled_once_flag_gate_and_audit(
 
     # plugin_toggled flags own-scope boxes only, and runs nothing.
     send(settings, f"{prefix}toggle", "plugin_toggled", None)
-    flagged = statuses_of(settings, f"{prefix}toggle")
+    flagged = statuses_of(settings, f"{prefix}toggle",
+                          until=lambda found: own in {s["box_id"] for s in found})
     assert own in {s["box_id"] for s in flagged if s["state"] == "flagged"}
     assert portfolio not in {s["box_id"] for s in flagged}
 

@@ -21,7 +21,15 @@ import pytest
 
 from processors.settings import Settings
 from tests.support import jira_bodies as jb
-from tests.support.kafka import ROOT, WorkerProcess, publish, publish_keyed, read_topic, worker_env
+from tests.support.kafka import (
+    ROOT,
+    WorkerProcess,
+    publish,
+    publish_keyed,
+    read_to_end,
+    read_topic,
+    worker_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +80,7 @@ def wait_for(settings: Settings, topic: str, match: Callable[[dict[str, Any]], b
     """The first record of the topic that matches, waiting for it to come."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for record in read_topic(settings, topic, timeout=5.0, settle=1.0):
+        for record in read_to_end(settings, topic):
             if match(record):
                 return record
     raise AssertionError(f"nothing on {topic} matched within {timeout}s")

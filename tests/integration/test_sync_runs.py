@@ -14,7 +14,7 @@ from processors.settings import Settings
 from processors.store import db
 from tests.support import jira_bodies as jb
 from tests.support.fake_sources import FakeSources, jira_issue
-from tests.support.kafka import WorkerProcess, publish, publish_keyed, read_topic
+from tests.support.kafka import WorkerProcess, publish, publish_keyed, read_to_end, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def statuses_until(settings: Settings, command_id: str, states: set[str],
     """The statuses of a command and its run, in order, once one is in `states`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [s for s in read_topic(settings, "sync.status", timeout=5, settle=0.5)
+        found = [s for s in read_to_end(settings, "sync.status")
                  if s.get("command_id") == command_id]
         if any(s["state"] in states for s in found):
             return found
@@ -151,9 +151,9 @@ def test_a_worker_killed_mid_run_leaves_no_box_read_only(
         settings: Settings, database_url: str, fake: FakeSources,
         start_worker: Callable[..., WorkerProcess]) -> None:
     box_id = f"{settings.topic_prefix}program"
-    fake.issues = [issue(site_of(settings), n) for n in range(1, 301)]
-    for number in range(2, 8):
-        fake.stall(number, 4.0)  # slow pages: the run is surely in flight when killed
+    fake.issues = [issue(site_of(settings), n) for n in range(1, 3001)]
+    for number in range(2, 32):
+        fake.stall(number, 2.0)  # 30 slow pages: the run is surely in flight when killed
     define_box(settings, box_id, ["OPS"])
     worker = start_worker(settings, **sync_env(fake))
     command(settings, f"{box_id}-full", "resync_box", box_id)

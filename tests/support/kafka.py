@@ -105,6 +105,36 @@ def read_records(settings: Settings, topic_name: str, *, expect: int = 0,
     return found
 
 
+def read_to_end(settings: Settings, topic_name: str, timeout: float = 20.0
+                ) -> list[dict[str, Any]]:
+    """Every committed JSON record of a topic up to its end as of the call, in partition order
+    (a poll for something that must already be there, without guessing a settle time)."""
+    topic = by_name(topic_name).full_name(settings.topic_prefix)
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions}
+        pending = {p for p, end in ends.items() if end > 0}
+        consumer.assign([TopicPartition(topic, p, -2) for p in pending])
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            if message.error() is None:
+                found.append(orjson.loads(message.value() or b"{}"))
+            position = consumer.position([TopicPartition(topic, message.partition() or 0)])[0]
+            if position.offset >= ends[message.partition() or 0]:
+                pending.discard(message.partition() or 0)
+        return found
+    finally:
+        consumer.close()
+
+
 def read_topic(settings: Settings, topic_name: str, *, expect: int = 0,
                timeout: float = 30.0, settle: float = 0.0) -> list[dict[str, Any]]:
     """Committed JSON records of a topic from the start (see read_records)."""

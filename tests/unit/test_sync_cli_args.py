@@ -9,6 +9,7 @@ from typing import Any
 import click
 import pytest
 
+from processors.cli.commands_runs import format_duration, person_label, run_duration
 from processors.cli.commands_sync import (
     COMMAND_HELP,
     COMMAND_TYPES,
@@ -17,11 +18,8 @@ from processors.cli.commands_sync import (
     FLAG_SETTLE_SECONDS,
     Follower,
     build_command,
-    format_duration,
     parse_params,
     parse_value,
-    person_label,
-    run_duration,
     status_line,
 )
 from processors.errors import BoxsyncError

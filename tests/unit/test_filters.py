@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.collapse.logic import Change, PartitionWindows, TaskMemory
 from processors.filters.logic import BoxFlags, Directory, permitted
@@ -235,3 +237,57 @@ def test_a_window_of_only_denied_changes_opens_nothing() -> None:
     if permitted(GRANTS, denied.source, denied.project, denied.author):
         windows.add(denied, TaskMemory(), 0.0)
     assert windows.close_due({}, 1e9) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Properties over any set of boxes
+# --------------------------------------------------------------------------------------------
+
+PROJECTS = ("OPS", "WEB", "trello:b1")
+LABELS = ("a", "b", "c")
+
+
+@st.composite
+def boxes_strategy(draw: st.DrawFn) -> dict[str, Box]:
+    count = draw(st.integers(0, 8))
+    made: dict[str, Box] = {}
+    for n in range(count):
+        scope_type = draw(st.sampled_from(("own", "sub", "none")))
+        made[f"b{n}"] = box(
+            f"b{n}", scope_type=scope_type,
+            projects=tuple(p for p in draw(st.sets(st.sampled_from(PROJECTS[:2])))),
+            boards=tuple(draw(st.sets(st.sampled_from(("b1",))))),
+            labels=tuple(draw(st.sets(st.sampled_from(LABELS), max_size=2))),
+            manual=(TASK,) if draw(st.booleans()) and draw(st.booleans()) else (),
+            parent=f"b{draw(st.integers(0, count - 1))}" if scope_type == "sub" else None,
+            status=draw(st.sampled_from(("in_progress", "closed"))),
+            archived=draw(st.booleans()) and draw(st.booleans()))
+    return made
+
+
+@settings(max_examples=300, deadline=None)
+@given(boxes=boxes_strategy(), project=st.sampled_from((*PROJECTS, None)),
+       labels=st.sets(st.sampled_from(LABELS)), previous=st.sets(st.sampled_from(
+           [f"b{n}" for n in range(10)])), deleting=st.booleans(),
+       corrupted=st.sets(st.sampled_from([f"b{n}" for n in range(8)])))
+def test_routing_invariants(boxes: dict[str, Box], project: str | None, labels: set[str],
+                            previous: set[str], deleting: bool, corrupted: set[str]) -> None:
+    d = Directory(boxes, {box_id: BoxFlags(corrupted=True) for box_id in corrupted})
+    routing = d.route(TASK, project, tuple(labels), tuple(sorted(previous)), deleting)
+    # Only boxes that exist and take updates are reached or told.
+    for box_id in (*routing.box_ids, *routing.left_box_ids):
+        assert box_id in boxes and d.refusal(boxes[box_id]) is None
+    assert not set(routing.box_ids) & set(routing.left_box_ids)
+    assert list(routing.box_ids) == sorted(routing.box_ids)
+    # Members hold the task: never a `none` box; a delete leaves no member.
+    assert all(boxes[box_id].scope_type != "none" for box_id in routing.members)
+    assert routing.members == () if deleting else set(routing.box_ids) <= set(routing.members)
+    # Those told to drop it held it before and hold it no more.
+    assert set(routing.left_box_ids) <= previous - set(routing.members)
+    # Nothing reached: exactly one reason is counted.
+    if not routing.delivered:
+        assert len(routing.filtered) == 1
+    # The cached answer for (project, labels) is the one computed afresh.
+    fresh = Directory(boxes, {box_id: BoxFlags(corrupted=True) for box_id in corrupted})
+    assert fresh.route(TASK, project, tuple(labels), tuple(sorted(previous)),
+                       deleting) == routing

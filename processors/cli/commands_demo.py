@@ -21,7 +21,14 @@ from processors.cli.common import BoxsyncError, CliContext
 from processors.runtime.kafka import consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
 from processors.settings import Settings
-from schemas.topics import JIRA_EVENTS, SYNC_DEADLETTER, TASK_UPDATES, by_name
+from schemas.topics import (
+    BOX_DEFINITIONS,
+    JIRA_EVENTS,
+    JIRA_PERMISSIONS,
+    SYNC_DEADLETTER,
+    TASK_UPDATES,
+    by_name,
+)
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "jira"
 REFERENCE_FILE = DEMO_DIR.parent / "reference.json"
@@ -54,8 +61,10 @@ def demo(obj: CliContext, bodies: Path, timeout: float, as_json: bool) -> None:
     updates_topic = TASK_UPDATES.full_name(settings.topic_prefix)
     dead_topic = SYNC_DEADLETTER.full_name(settings.topic_prefix)
     start = _end_offsets(settings, [updates_topic, dead_topic])
-    references = _publish_reference(settings, REFERENCE_FILE)
-    click.echo(f"published {references} boxes and permission grants ({REFERENCE_FILE.name})")
+    counts = _publish_reference(settings, REFERENCE_FILE)
+    click.echo(f"published {counts.get(BOX_DEFINITIONS.name, 0)} boxes and "
+               f"{counts.get(JIRA_PERMISSIONS.name, 0)} permission grants "
+               f"({REFERENCE_FILE.name})")
     time.sleep(REFERENCE_SETTLE_SECONDS)
     values = _restamp([path.read_bytes() for path in files], settings.collapse_interval_seconds)
     _publish(settings, values)
@@ -96,19 +105,18 @@ def _publish(settings: Settings, values: list[bytes]) -> None:
         raise BoxsyncError(f"could not deliver the demo bodies to {topic}")
 
 
-def _publish_reference(settings: Settings, path: Path) -> int:
-    """Keyed records on the compacted reference topics (idempotent: last record per key)."""
+def _publish_reference(settings: Settings, path: Path) -> dict[str, int]:
+    """Keyed records on the compacted reference topics (idempotent: last record per key);
+    how many per topic."""
     producer = Producer(producer_config(settings))
     records = orjson.loads(path.read_bytes())
-    count = 0
     for name, entries in records.items():
         topic = by_name(name).full_name(settings.topic_prefix)
         for key, value in entries:
             produce(producer, topic, orjson.dumps(value), key)
-            count += 1
     if producer.flush(30):
         raise BoxsyncError("could not deliver the demo reference data")
-    return count
+    return {name: len(entries) for name, entries in records.items()}
 
 
 def _end_offsets(settings: Settings, topics: list[str]) -> list[TopicPartition]:

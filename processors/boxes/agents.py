@@ -102,8 +102,12 @@ class BoxesStage:
                 self._next[(message.topic() or "", message.partition() or 0)] = \
                     (message.offset() or 0) + 1
                 try:
-                    outputs += self._dispatch(conn, name, message, now, at)
-                except (BadReference, ValueError, TypeError, KeyError) as exc:
+                    # A savepoint per record: one the database refuses (a NUL in a name is
+                    # not storable in jsonb) is dead-lettered instead of failing the batch
+                    # forever.
+                    with conn.transaction():
+                        outputs += self._dispatch(conn, name, message, now, at)
+                except (BadReference, ValueError, TypeError, KeyError, psycopg.DataError) as exc:
                     outputs.append(self._dead_letter(message, name, exc, now))
         return outputs
 

@@ -49,8 +49,11 @@ def test_commands_are_handled_once_flag_gate_and_audit(
         settings: Settings, database_url: str,
         start_worker: Callable[..., WorkerProcess]) -> None:
     own, portfolio = f"{settings.topic_prefix}own", f"{settings.topic_prefix}portfolio"
-    publish_keyed(settings, "box.definitions", [(own, box(own)),
-                                                (portfolio, box(portfolio, "none"))])
+    unstorable = f"{settings.topic_prefix}nul"
+    publish_keyed(settings, "box.definitions", [
+        # PostgreSQL cannot store a NUL in jsonb: a dead letter, and the next records flow.
+        (unstorable, {**box(unstorable), "name": "bad\u0000name"}),
+        (own, box(own)), (portfolio, box(portfolio, "none"))])
     start_worker(settings)
     prefix = settings.topic_prefix
 
@@ -92,3 +95,5 @@ def test_commands_are_handled_once_flag_gate_and_audit(
     assert audit[f"{prefix}open"] == ("refused", "jira_index_corrupted", False)
     assert audit[f"{prefix}forced"] == ("run_full", None, True)
     assert visit is not None and visit[0] is not None  # open_box records the visit
+    [letter] = read_to_end(settings, "sync.deadletter")
+    assert (letter["key"], letter["error"]["type"]) == (unstorable, "invalid_reference")

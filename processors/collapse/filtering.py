@@ -107,7 +107,8 @@ class CollapseFilters:
 
     def _note_status_change(self, update: dict[str, Any], box_ids: tuple[str, ...]) -> None:
         assert self.reader is not None
-        links = linked_key_results(self.reader.state.links.values(), update["task_id"], box_ids)
+        candidates = self.reader.key_results(update["task_id"], box_ids)
+        links = linked_key_results(candidates, update["task_id"], box_ids)
         changes = update["changes"]
         for link in links:
             self._status_changes.append(StatusChange(

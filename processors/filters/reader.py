@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import orjson
 import psycopg
@@ -27,6 +27,7 @@ from processors.filters.reference import BadReference, ReferenceState
 from processors.logs import event
 from processors.runtime.kafka import consumer_config, topic
 from processors.settings import Settings
+from schemas.reference import KeyResultLink
 from schemas.topics import BOX_DEFINITIONS, JIRA_PERMISSIONS, OKR_LINKS
 
 log = logging.getLogger("boxsync.filters")
@@ -52,13 +53,16 @@ class ReferenceReader:
         self._flags_seq = 0
         self._flags_read_at = -FLAGS_POLL_SECONDS
         self._directory: Directory | None = None
+        self._links: tuple[dict[str, list[KeyResultLink]], dict[str, list[KeyResultLink]]] \
+            | None = None
         self.skipped = 0
 
     def load(self) -> None:
         """Read every reference partition from its start to its end, and the box flags
         (from scratch: a session restarted after an error reloads)."""
         self.close()
-        self.state, self.flags, self._flags_seq, self._directory = ReferenceState(), {}, 0, None
+        self.state, self.flags, self._flags_seq = ReferenceState(), {}, 0
+        self._directory, self._links = None, None
         consumer = Consumer(consumer_config(
             self._settings, f"{self._settings.topic_prefix}boxsync-reference-reader",
             **{"enable.partition.eof": True}))
@@ -97,6 +101,22 @@ class ReferenceReader:
             self._directory = Directory(dict(self.state.boxes), dict(self.flags))
         return self._directory
 
+    def key_results(self, task_id: str, box_ids: Iterable[str]) -> list[KeyResultLink]:
+        """The key results that link the task directly or through one of the boxes (indexed
+        once per reference change, not scanned per status change)."""
+        if self._links is None:
+            by_task: dict[str, list[KeyResultLink]] = {}
+            by_box: dict[str, list[KeyResultLink]] = {}
+            for link in self.state.links.values():
+                for linked_task in link.task_ids:
+                    by_task.setdefault(linked_task, []).append(link)
+                for box_id in link.box_ids:
+                    by_box.setdefault(box_id, []).append(link)
+            self._links = by_task, by_box
+        by_task, by_box = self._links
+        return [*by_task.get(task_id, ()), *(link for box_id in box_ids
+                                              for link in by_box.get(box_id, ()))]
+
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
@@ -124,7 +144,7 @@ class ReferenceReader:
         except (BadReference, orjson.JSONDecodeError):
             self.skipped += 1
             return
-        self._directory = None
+        self._directory, self._links = None, None
 
     def _read_flags(self, force: bool = False) -> None:
         now = self._clock()

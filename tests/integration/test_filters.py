@@ -71,6 +71,12 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def next_window_ms(settings: Settings) -> int:
+    """100 ms into the next window: changes a few hundred ms apart share one window."""
+    interval_ms = settings.collapse_interval_seconds * 1000
+    return (now_ms() // interval_ms + 1) * interval_ms + 100
+
+
 def site_of(settings: Settings) -> str:
     return f"{settings.topic_prefix.rstrip('.')}.atlassian.net"
 
@@ -124,7 +130,7 @@ def test_filters_follow_reference_data_commands_and_restarts(
     worker = start_worker(settings)
 
     # Both permitted: one update to both boxes, by the last author.
-    t = now_ms()
+    t = next_window_ms(settings)
     publish(settings, "jira.events", [
         summary_change(site, "100", "OPS-1", ALICE, "by alice", t, 1),
         summary_change(site, "100", "OPS-1", BOB, "by bob", t + 300, 2)])

@@ -108,7 +108,6 @@ class CollapseStage:
     def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
         outputs: list[Output] = []
         parsed: list[tuple[PartitionState, Change]] = []
-        self._filters.refresh()
         for message in messages:
             state = self._partitions.get(message.partition() or 0)
             if state is None:
@@ -140,8 +139,9 @@ class CollapseStage:
         return outputs + self._close(now)
 
     def tick(self, now: float) -> list[Output]:
-        if not any(state.windows.windows for state in self._partitions.values()):
-            self._filters.refresh()  # quiet partitions: keep the reference data current
+        # Every loop turn, busy or quiet: new reference records and box flags apply to the
+        # windows closing now and to the next batch's changes.
+        self._filters.refresh()
         return self._close(now)
 
     def offsets(self) -> list[TopicPartition]:

@@ -81,10 +81,12 @@ def clear_warnings(conn: psycopg.Connection, box_id: str, cleared_by: str | None
     return cleared
 
 
-def _set_state(conn: psycopg.Connection, box_id: str, assignment: str) -> None:
+def _set_state(conn: psycopg.Connection, box_id: str, assignment: str,
+               params: tuple[Any, ...] = ()) -> None:
+    """Change a box's flags and move its `seq`, so the collapse processes see it."""
     ensure_box_state(conn, box_id)
     conn.execute(f"UPDATE box_state SET {assignment}, seq = nextval('box_state_seq') "
-                 "WHERE box_id = %s", (box_id,))
+                 "WHERE box_id = %s", (*params, box_id))
 
 
 def logged_command(conn: psycopg.Connection, command_id: str
@@ -135,6 +137,11 @@ def box_views(conn: psycopg.Connection, box_id: str | None = None
 def flag_waiting(conn: psycopg.Connection, box_ids: list[str]) -> None:
     for box_id in box_ids:
         _set_state(conn, box_id, "waiting_full_sync = true")
+
+
+def mark_full_synced(conn: psycopg.Connection, box_id: str, at: datetime) -> None:
+    """The box's data is fresh: no longer waiting for a full sync."""
+    _set_state(conn, box_id, "waiting_full_sync = false, last_full_sync_at = %s", (at,))
 
 
 def record_visit(conn: psycopg.Connection, box_id: str, at: datetime) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from processors.store import boxes
+
 ORPHAN_AFTER_SECONDS = 60
 PENDING_GRACE_SECONDS = 30
 
@@ -120,23 +122,8 @@ def orphans(conn: psycopg.Connection, owner: str, tenant: str) -> list[Run]:
                    - make_interval(secs => %s))
          RETURNING {_RUN_COLUMNS}""", (tenant, owner, ORPHAN_AFTER_SECONDS)).fetchall()
     runs = [_run(row) for row in rows]
-    for run in runs:
-        if run.box_id is not None:
-            flag_waiting(conn, run.box_id)
+    boxes.flag_waiting(conn, [run.box_id for run in runs if run.box_id is not None])
     return runs
-
-
-def flag_waiting(conn: psycopg.Connection, box_id: str) -> None:
-    conn.execute("INSERT INTO box_state (box_id) VALUES (%s) ON CONFLICT DO NOTHING", (box_id,))
-    conn.execute("""UPDATE box_state SET waiting_full_sync = true, seq = nextval('box_state_seq')
-                     WHERE box_id = %s""", (box_id,))
-
-
-def mark_full_synced(conn: psycopg.Connection, box_id: str, at: datetime) -> None:
-    """The box's data is fresh: no longer waiting for a full sync."""
-    conn.execute("INSERT INTO box_state (box_id) VALUES (%s) ON CONFLICT DO NOTHING", (box_id,))
-    conn.execute("""UPDATE box_state SET waiting_full_sync = false, last_full_sync_at = %s,
-                           seq = nextval('box_state_seq') WHERE box_id = %s""", (at, box_id))
 
 
 def members(conn: psycopg.Connection, box_id: str) -> dict[str, float]:
@@ -172,3 +159,19 @@ def grants_of(conn: psycopg.Connection, user_id: str) -> dict[str, frozenset[str
 def _run(row: Sequence[Any]) -> Run:
     return Run(run_id=row[0], command_id=row[1], box_id=row[2], sync_type=row[3],
                requested_by=row[4], author=row[5], forced=row[6], box_ids=list(row[7] or ()))
+
+
+def boxes_by_sync_state(conn: psycopg.Connection) -> dict[str, int]:
+    """Boxes by sync state, for `boxsync_boxes{sync_state}`."""
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE r.run_id IS NOT NULL),
+                  count(*) FILTER (WHERE r.run_id IS NULL AND s.corrupted),
+                  count(*) FILTER (WHERE r.run_id IS NULL AND NOT s.corrupted
+                                     AND s.waiting_full_sync),
+                  count(*) FILTER (WHERE r.run_id IS NULL AND NOT s.corrupted
+                                     AND NOT s.waiting_full_sync)
+             FROM box_state s
+             LEFT JOIN sync_runs r ON r.box_id = s.box_id AND r.state = 'running'""").fetchone()
+    running, corrupted, waiting, idle = row or (0, 0, 0, 0)
+    return {"running": running, "corrupted_scope": corrupted, "waiting_for_full_sync": waiting,
+            "idle": idle}

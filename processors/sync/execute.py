@@ -107,21 +107,22 @@ def full_sync(ctx: RunContext, run: runs.Run, box: Box) -> None:
     _catch_up(ctx, run, box.box_id, started)
 
 
-def incremental_sync(ctx: RunContext, run: runs.Run, box: Box) -> None:
-    """Sync the tasks of one box whose source time differs from the cached one."""
-    cached = runs.members(ctx.conn, box.box_id)
+def incremental_sync(ctx: RunContext, run: runs.Run, box: Box, cached: dict[str, float]
+                     ) -> None:
+    """Sync the tasks of one box whose source time differs from the cached one. `cached` is
+    the box's members as they were when the run started: a task shared with a box synced
+    earlier in the run has a fresh cache time by now, and must still reach this box."""
     owner_id, grants = _scope_owner(ctx, box)
     stale = [task.task_id for page in ctx.sources.pages(box, updated_only=True)
              for task in page.tasks
              if visible(task, owner_id, grants) and differs(task, cached.get(task.task_id))]
     progress = ProgressClock(ctx.clock())
     wanted = set(stale)
-    for chunk in _chunks(stale, 100):
-        for page in _details(ctx, box, chunk):
-            taken = [task for task in page.tasks if task.task_id in wanted]
-            _write(ctx, run, box.box_id, taken, "incremental", TECHNICAL_APP)
-            ctx.processed += len(taken)
-            _maybe_report(ctx, progress)
+    for page in _details(ctx, box, stale):
+        taken = [task for task in page.tasks if task.task_id in wanted]
+        _write(ctx, run, box.box_id, taken, "incremental", TECHNICAL_APP)
+        ctx.processed += len(taken)
+        _maybe_report(ctx, progress)
 
 
 def _scope_owner(ctx: RunContext, box: Box) -> tuple[str | None, dict[str, frozenset[str]]]:
@@ -132,12 +133,14 @@ def _scope_owner(ctx: RunContext, box: Box) -> tuple[str | None, dict[str, froze
 
 
 def _details(ctx: RunContext, box: Box, task_ids: list[str]) -> Iterator[SourcePage]:
-    """The full fields of some tasks: Jira by issue id, Trello by listing the boards."""
+    """The full fields of some tasks: Jira by issue id, 100 per search; Trello by listing the
+    boards once (its REST API has no filter by card)."""
     jira_ids = [task_id.rsplit(":", 1)[1] for task_id in task_ids if source_of(task_id) == "jira"]
     if jira_ids:
         jira_only = box.model_copy(update={"scope": box.scope.model_copy(
             update={"trello_boards": []})})
-        yield from ctx.sources.pages(jira_only, jql=f"id in ({', '.join(jira_ids)})")
+        for chunk in _chunks(jira_ids, 100):
+            yield from ctx.sources.pages(jira_only, jql=f"id in ({', '.join(chunk)})")
     if len(jira_ids) < len(task_ids):
         trello_only = box.model_copy(update={"scope": box.scope.model_copy(
             update={"jira_projects": []})})

@@ -102,7 +102,7 @@ class SyncRunner:
             self._status(producer, queued, "queued", total=len(queued.box_ids))
         if now - self._gauge_at >= GAUGE_SECONDS:
             self._gauge_at = now
-            for state, count in runs_by_state(conn).items():
+            for state, count in runs.boxes_by_sync_state(conn).items():
                 self._metrics.boxes.labels(state).set(count)
 
     def _execute(self, conn: psycopg.Connection, producer: Producer, sources: Sources,
@@ -133,10 +133,11 @@ class SyncRunner:
                 raise BoxsyncError(f"box {run.box_id} is not defined on box.definitions")
             full_sync(ctx, run, box)
             return
+        before = {box_id: runs.members(ctx.conn, box_id) for box_id in run.box_ids}
         for box_id in run.box_ids:
             box = boxes.get_box(ctx.conn, box_id)
             if box is not None:
-                incremental_sync(ctx, run, box)
+                incremental_sync(ctx, run, box, before[box_id])
 
     def _finish(self, conn: psycopg.Connection, producer: Producer, run: runs.Run,
                 ctx: RunContext, outcome: tuple[str, str | None, str | None],
@@ -145,7 +146,7 @@ class SyncRunner:
         runs.progress(conn, run.run_id, ctx.processed, ctx.total, ctx.emitted, ctx.left)
         runs.finish(conn, run.run_id, state, reason)
         if state == "completed" and run.sync_type == "full" and run.box_id is not None:
-            runs.mark_full_synced(conn, run.box_id, datetime.fromtimestamp(self._clock(), UTC))
+            boxes.mark_full_synced(conn, run.box_id, datetime.fromtimestamp(self._clock(), UTC))
         total = ctx.total if ctx.total is not None else ctx.processed
         self._status(producer, run, state, reason=reason, processed=ctx.processed, total=total,
                      detail=detail)
@@ -175,18 +176,3 @@ class SyncRunner:
         produce(producer, self._status_topic, orjson.dumps(status), status_key(status))
         producer.poll(0)
 
-
-def runs_by_state(conn: psycopg.Connection) -> dict[str, int]:
-    """Boxes by sync state, for `boxsync_boxes{sync_state}`."""
-    row = conn.execute(
-        """SELECT count(*) FILTER (WHERE r.run_id IS NOT NULL),
-                  count(*) FILTER (WHERE r.run_id IS NULL AND s.corrupted),
-                  count(*) FILTER (WHERE r.run_id IS NULL AND NOT s.corrupted
-                                     AND s.waiting_full_sync),
-                  count(*) FILTER (WHERE r.run_id IS NULL AND NOT s.corrupted
-                                     AND NOT s.waiting_full_sync)
-             FROM box_state s
-             LEFT JOIN sync_runs r ON r.box_id = s.box_id AND r.state = 'running'""").fetchone()
-    running, corrupted, waiting, idle = row or (0, 0, 0, 0)
-    return {"running": running, "corrupted_scope": corrupted, "waiting_for_full_sync": waiting,
-            "idle": idle}

@@ -71,9 +71,10 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
     )
-    supervisor = StageSupervisor(settings, database_url, (
-        *_process_names("ingest", settings.ingest_processes),
-        *_process_names("collapse", settings.collapse_processes), "boxes", "sync"))
+    counts = {"ingest": settings.ingest_processes, "collapse": settings.collapse_processes}
+    supervisor = StageSupervisor(settings, database_url, tuple(
+        name for stage in settings.worker_stages
+        for name in _process_names(stage, counts.get(stage, 1))))
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "BOXSYNC_"
+STAGES = ("ingest", "collapse", "boxes", "sync")
 
 
 class SettingsError(ValueError):
@@ -34,6 +35,9 @@ class Settings(BaseSettings):
     ingest_processes: int = Field(2, ge=1, le=16)
     # Collapse processes share sync.changes' partitions (a task stays on one of them).
     collapse_processes: int = Field(2, ge=1, le=16)
+    # Which stages this worker runs (comma-separated): all by default; a subset scales a stage
+    # out on other hosts (say, `ingest` on two machines and the rest on a third).
+    worker_stages: Annotated[tuple[str, ...], NoDecode] = STAGES
     collapse_interval_seconds: int = Field(5, ge=1, le=10)
     grace_seconds: float = Field(1.0, ge=0, le=60)
     # How long a task remembers the event ids it applied (Jira retries for up to 30 min).
@@ -91,6 +95,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected id=field pairs separated by commas, got {pair!r}")
             mapping[source.strip()] = target.strip()
         return mapping
+
+    @field_validator("worker_stages", mode="before")
+    @classmethod
+    def _parse_stages(cls, value: object) -> object:
+        """`ingest,collapse` → ("ingest", "collapse"), in the order of STAGES."""
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple):
+            return value
+        chosen = {str(name).strip().lower() for name in names} - {""}
+        unknown = sorted(chosen - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stage {', '.join(unknown)} (choose from "
+                             f"{','.join(STAGES)})")
+        if not chosen:
+            raise ValueError(f"name at least one stage of {','.join(STAGES)}")
+        return tuple(stage for stage in STAGES if stage in chosen)
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -28,13 +28,21 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         # Upstream producers and boxsync's own stages write in transactions: never read
         # what a killed stage wrote but did not commit.
         "isolation.level": "read_committed",
-        # A 6 s session lets a restarted worker take its partitions back in seconds.
+        # A 6 s session lets a restarted worker take its partitions back in seconds. A member
+        # learns of a rebalance from its next heartbeat: at 0.5 s, a process that joins its
+        # running siblings waits half a second for its partitions instead of 1.5.
         "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 1500,
+        "heartbeat.interval.ms": 500,
         "fetch.wait.max.ms": 100,
         "partition.assignment.strategy": "range",
         # librdkafka prefetches up to 64 MiB per consumer by default; a few batches suffice.
         "queued.max.messages.kbytes": 16384,
+        # When that queue is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms, 1 s by
+        # default, before it fetches again: the loop then drains the queue and starves for
+        # the rest of the second. Measured on the ingest stage alone (200,000 bodies, one
+        # process, records passed through unchanged): 36,000 events/s with the default,
+        # 275,000 with 10 ms.
+        "fetch.queue.backoff.ms": 10,
     }
     config.update(extra)
     return config

@@ -67,6 +67,9 @@ class TransactionalLoop:
         self._backoff = backoff
         self.last_beat = 0.0  # wall time of the last completed iteration (for /readyz)
         self.assigned_once = False
+        # Called once, after the stage has prepared and before the consumer subscribes (the
+        # stage processes use it to join their group together).
+        self.gate: Callable[[], None] | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Run sessions until `stop` is set; an error restarts the session after a back-off."""
@@ -83,6 +86,9 @@ class TransactionalLoop:
 
     def _session(self, stop: threading.Event) -> None:
         self.stage.prepare()  # before partitions: readiness waits for it
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            gate()
         producer = Producer(self._producer_config)
         producer.init_transactions(30)
         consumer = Consumer(self._consumer_config)
@@ -91,8 +97,13 @@ class TransactionalLoop:
         def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
             self.stage.assigned(c, partitions)
             self.assigned_once = True
+            event(log, logging.INFO, "partitions assigned", stage=self.stage.name,
+                  partitions=_names(partitions))
 
         def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
+            if partitions:
+                event(log, logging.INFO, "partitions revoked", stage=self.stage.name,
+                      partitions=_names(partitions))
             self.stage.revoked(partitions)
             for tp in partitions:
                 committed.pop((tp.topic, tp.partition), None)
@@ -134,6 +145,15 @@ class TransactionalLoop:
             with contextlib.suppress(KafkaException):
                 producer.abort_transaction(30)
             raise
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    """`jira.events[0,1] trello.events[0,1]`: short enough for one log line."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return " ".join(f"{name}[{','.join(map(str, sorted(numbers)))}]"
+                    for name, numbers in sorted(by_topic.items()))
 
 
 def _skippable_error(message: Message) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import logging.config
@@ -25,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from multiprocessing.synchronize import Barrier as BarrierType
 from multiprocessing.synchronize import Event as EventType
 
 from prometheus_client import CollectorRegistry
@@ -32,11 +34,15 @@ from prometheus_client.metrics_core import Metric
 
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
+from processors.runtime.loop import TransactionalLoop
 from processors.settings import Settings
 
 log = logging.getLogger("boxsync.stages")
 REPORT_SECONDS = 1.0
 RESTART_BACKOFF_SECONDS = 2.0
+# How long the processes of one stage wait for each other before they join the consumer
+# group anyway (a sibling that cannot start must not hold the others back for long).
+START_GATE_SECONDS = 30.0
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -57,6 +63,9 @@ class StageProcess:
     settings: Settings
     database_url: str
     reports: multiprocessing.Queue[StageReport]
+    # Shared by the processes of one stage at the worker's start (see run_child); a restarted
+    # process joins its running siblings' group at once.
+    start_gate: BarrierType | None = None
     process: multiprocessing.process.BaseProcess | None = None
     stop_event: EventType | None = None
     last_report: StageReport | None = None
@@ -68,9 +77,11 @@ class StageProcess:
         self.stop_event = context.Event()
         self.process = context.Process(
             target=run_child, name=f"boxsync-{self.stage}", daemon=True,
-            args=(self.stage, self.settings, self.database_url, self.stop_event, self.reports))
+            args=(self.stage, self.settings, self.database_url, self.stop_event, self.reports,
+                  self.start_gate))
         self.process.start()
         self.started_at = time.time()
+        self.start_gate = None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.is_alive()
@@ -102,10 +113,19 @@ class StageSupervisor:
             multiprocessing.get_context("spawn").Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._gates: list[BarrierType] = []
 
     def start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        siblings: dict[str, list[str]] = {}
         for stage in self.stages:
-            child = StageProcess(stage, self.settings, self.database_url, self._reports)
+            siblings.setdefault(stage.split(".")[0], []).append(stage)
+        gates = {name: context.Barrier(len(group)) for name, group in siblings.items()
+                 if len(group) > 1}
+        self._gates = list(gates.values())
+        for stage in self.stages:
+            child = StageProcess(stage, self.settings, self.database_url, self._reports,
+                                 gates.get(stage.split(".")[0]))
             child.start()
             self.children[stage] = child
         self._thread = threading.Thread(target=self._watch, name="boxsync-supervisor",
@@ -114,6 +134,8 @@ class StageSupervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+        for gate in self._gates:  # a process still waiting for its siblings stops at once
+            gate.abort()
         # All at once: each child finishes its batch and commits in parallel with the others.
         for child in self.children.values():
             child.signal_stop()
@@ -188,8 +210,14 @@ class MergedMetrics:
 
 
 def run_child(stage: str, settings: Settings, database_url: str, stop: EventType,
-              reports: multiprocessing.Queue[StageReport]) -> None:
-    """The child process: run one stage's loop until `stop`, reporting every second."""
+              reports: multiprocessing.Queue[StageReport],
+              start_gate: BarrierType | None = None) -> None:
+    """The child process: run one stage's loop until `stop`, reporting every second.
+
+    With a `start_gate`, the stage's processes join their consumer group together, once each
+    has loaded what it needs: otherwise the first to start takes every partition, works
+    alone until the others join, then stops for a rebalance (measured in `make bench`: one
+    ingest process alone for 1.5 s, then a 1 s pause)."""
     _die_with_parent()
     _name_process(f"bs-{stage}")
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
@@ -199,6 +227,8 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
 
     metrics = Metrics.create()
     loop = build_loop(stage, settings, metrics, database_url)
+    if start_gate is not None and isinstance(loop, TransactionalLoop):
+        loop.gate = functools.partial(_wait_for_siblings, start_gate, stage)
     _tune_garbage_collector()
     local_stop = threading.Event()
 
@@ -215,6 +245,14 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     event(log, logging.INFO, "stage process started", stage=stage, pid=os.getpid())
     loop.run(local_stop)
     reporter.join(REPORT_SECONDS * 2)
+
+
+def _wait_for_siblings(gate: BarrierType, stage: str) -> None:
+    try:
+        gate.wait(START_GATE_SECONDS)
+    except threading.BrokenBarrierError:
+        event(log, logging.WARNING, "joining the consumer group without waiting for the "
+              "stage's other processes", stage=stage, waited_seconds=START_GATE_SECONDS)
 
 
 def _tune_garbage_collector() -> None:

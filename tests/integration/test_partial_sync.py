@@ -224,3 +224,30 @@ def test_a_killed_stage_process_is_restarted_and_nothing_is_lost_or_doubled(
     while worker.http("/readyz")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert worker.http("/readyz")[0] == 200
+
+
+def test_stages_split_over_two_workers_still_make_one_update(
+        settings: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
+    """BOXSYNC_WORKER_STAGES: an ingest-only worker and a worker with the other stages (as
+    on two hosts) share the work through the topics; each runs only its own processes."""
+    ingest = start_worker(settings, BOXSYNC_WORKER_STAGES="ingest")
+    rest = start_worker(settings, BOXSYNC_WORKER_STAGES="collapse,boxes,sync",
+                        BOXSYNC_INSTANCE_ID=f"{settings.topic_prefix}rest")
+    names = {}
+    for worker in (ingest, rest):
+        assert worker.process is not None
+        names[worker] = sorted(child.name() for child in
+                               psutil.Process(worker.process.pid).children()
+                               if child.name().startswith("bs-"))  # not the resource tracker
+    assert names[ingest] == ["bs-ingest", "bs-ingest.2"]
+    assert names[rest] == ["bs-boxes", "bs-collapse", "bs-collapse.2", "bs-sync"]
+
+    site, base = site_of(settings), window_base_ms(settings.collapse_interval_seconds)
+    issue = jb.issue(site, "700", "OPS-7", summary="Split")
+    publish(settings, "jira.events", [
+        jb.updated(base + 100, ALICE, issue, 1, [jb.item("summary", "Split")]),
+        jb.updated(base + 300, BOB, issue, 2, [jb.item("priority", "High", "2")]),
+    ])
+    updates = read_topic(settings, "task.updates", expect=1, timeout=30, settle=2)
+    assert len(updates) == 1, updates
+    assert updates[0]["collapsed"] == 2 and updates[0]["author"]["id"] == "557058:bob"

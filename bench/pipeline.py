@@ -30,6 +30,7 @@ would, instead of waiting interval + grace of wall time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -201,7 +202,7 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path,
                                                                        "WARNING")), log)
     peak_rss = 0.0
     broker = broker_process()
-    broker_cpu = _cpu(broker)
+    broker_cpu, database_cpu = _cpu(broker), _database_cpu()
     try:
         worker.start()
         assert worker.process is not None
@@ -245,7 +246,8 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path,
         metrics = filters.scrape(worker)
         filtered = metrics.get("boxsync_updates_filtered_total", {})
         late = sum(metrics.get("boxsync_events_late_total", {}).values())
-        cpu = {"broker": _cpu(broker) - broker_cpu, "worker (faust, web)": _cpu(proc)}
+        cpu = {"broker": _cpu(broker) - broker_cpu, "postgres": _database_cpu() - database_cpu,
+               "worker (faust, web)": _cpu(proc)}
         for child in proc.children():
             cpu[child.name()] = _cpu(child)  # stage processes are named bs-<stage>
         print("  CPU seconds over the run: " + ", ".join(
@@ -308,6 +310,17 @@ def broker_process() -> psutil.Process | None:
         if "kafka.Kafka" in (process.info["cmdline"] or []):
             return process
     return None
+
+
+def _database_cpu() -> float:
+    """CPU seconds of the local PostgreSQL's processes (its backends come and go; the ones
+    of a run live as long as the worker's connections, so the difference covers them)."""
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] in ("postgres", "postmaster"):
+            with contextlib.suppress(psutil.Error):
+                total += _cpu(process)
+    return total
 
 
 def _cpu(process: psutil.Process | None) -> float:

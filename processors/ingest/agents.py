@@ -80,6 +80,8 @@ class IngestStage:
     def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
         outputs = []
         moment = datetime.fromtimestamp(now, tz=UTC)
+        changes_topic = self._changes_topic
+        accepted: dict[tuple[str, str], int] = {}  # the usual outcome, counted cheaply
         for message in messages:
             record = raw_record(message, self._inputs[message.topic() or ""])
             source = _SOURCES[record.topic]
@@ -87,9 +89,10 @@ class IngestStage:
             if isinstance(result, Rejected) and result.reason == "unknown_site":
                 result = self._with_cached_site(record, result)
             if isinstance(result, Accepted):
-                outputs.append(Output(self._changes_topic, result.task_id.encode(),
+                outputs.append(Output(changes_topic, result.task_id.encode(),
                                       orjson.dumps(result.change)))
-                self._pending[("consumed", source, result.event)] += 1
+                key = (source, result.event)
+                accepted[key] = accepted.get(key, 0) + 1
                 if result.sanitized:
                     self._pending[("sanitized", source, "")] += 1
             elif isinstance(result, Reference):
@@ -106,6 +109,8 @@ class IngestStage:
                 self._pending[("consumed", source, "undecodable")] += 1
                 self._pending[("dead_lettered", source, result.reason)] += 1
             self._positions[(record.topic_name, record.partition)] = record.offset + 1
+        for (source, event), count in accepted.items():
+            self._pending[("consumed", source, event)] += count
         return outputs
 
     def _with_cached_site(self, record: RawRecord, rejected: Rejected

@@ -240,9 +240,10 @@ def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
              field_map: Mapping[str, str]) -> dict[str, Any]:
     if kind == "deleted":
         return {}
-    snapshot = issue_snapshot(fields, field_map)
     if kind == "created":
-        return snapshot
+        return issue_snapshot(fields, field_map)
+    # An update reads from the snapshot only the fields its changelog names (usually one or
+    # two of the ten), as issue_snapshot would give them.
     changed: dict[str, Any] = {}
     items = changelog.get("items")
     for item in items if isinstance(items, list) else ():
@@ -251,45 +252,74 @@ def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
         name = _changelog_name(item, field_map)
         if name is None:
             continue
-        changed[name] = snapshot[name] if name in snapshot else _item_value(name, item)
-        if name == "status" and "status_category" in snapshot:
-            changed["status_category"] = snapshot["status_category"]
+        found, value = _snapshot_field(name, fields, field_map)
+        changed[name] = value if found else _item_value(name, item)
+        if name == "status":
+            found, category = _snapshot_field("status_category", fields, field_map)
+            if found:
+                changed["status_category"] = category
     return changed
 
 
 def issue_snapshot(fields: Mapping[str, Any], field_map: Mapping[str, str]) -> dict[str, Any]:
     """Every known normalized field (contract §5) present in `issue.fields`."""
     out: dict[str, Any] = {}
-    if "summary" in fields:
-        out["summary"] = _text(fields["summary"])
+    for name, (key, read) in _SNAPSHOT_FIELDS.items():
+        if key in fields:
+            out[name] = read(fields[key])
     status = fields.get("status")
     if isinstance(status, dict):
         out["status"] = _text(status.get("name"))
-        category = status.get("statusCategory")
-        if isinstance(category, dict) and isinstance(category.get("key"), str):
-            out["status_category"] = category["key"]
-    if "assignee" in fields:
-        out["assignee"] = _user_id(fields["assignee"])
-    if "priority" in fields:
-        priority = fields["priority"]
-        out["priority"] = _text(priority.get("name")) if isinstance(priority, dict) else None
-    if "duedate" in fields:
-        out["due_date"] = _date(fields["duedate"])
-    if "labels" in fields:
-        labels = fields["labels"]
-        out["labels"] = sorted(clean_text(x) for x in labels if isinstance(x, str)) \
-            if isinstance(labels, list) else []
-    if "parent" in fields:
-        parent = fields["parent"]
-        out["parent"] = _text(parent.get("key")) if isinstance(parent, dict) else None
-    if "issuelinks" in fields:
-        out["links"] = _links(fields["issuelinks"])
-    if "description" in fields:
-        out["description"] = _text(fields["description"])
+        category = _status_category(status)
+        if category is not None:
+            out["status_category"] = category
     for field_id, target in field_map.items():
         if field_id in fields:
             out[target] = _custom_value(target, fields[field_id])
     return out
+
+
+def _snapshot_field(name: str, fields: Mapping[str, Any], field_map: Mapping[str, str]
+                    ) -> tuple[bool, Any]:
+    """(True, value) when issue_snapshot(fields, field_map) has `name`, else (False, None)."""
+    if field_map:
+        # A mapped custom field wins over a built-in one of the same name; the last mapped
+        # one present wins, as in issue_snapshot's loop.
+        for field_id in reversed([f for f, target in field_map.items() if target == name]):
+            if field_id in fields:
+                return True, _custom_value(name, fields[field_id])
+    if name == "status" or name == "status_category":
+        status = fields.get("status")
+        if not isinstance(status, dict):
+            return False, None
+        if name == "status":
+            return True, _text(status.get("name"))
+        category = _status_category(status)
+        return category is not None, category
+    entry = _SNAPSHOT_FIELDS.get(name)
+    if entry is None or entry[0] not in fields:
+        return False, None
+    return True, entry[1](fields[entry[0]])
+
+
+def _status_category(status: Mapping[str, Any]) -> str | None:
+    category = status.get("statusCategory")
+    if isinstance(category, dict) and isinstance(category.get("key"), str):
+        return str(category["key"])
+    return None
+
+
+def _named(value: Any) -> str | None:
+    return _text(value.get("name")) if isinstance(value, dict) else None
+
+
+def _keyed(value: Any) -> str | None:
+    return _text(value.get("key")) if isinstance(value, dict) else None
+
+
+def _labels(value: Any) -> list[str]:
+    return sorted(clean_text(x) for x in value if isinstance(x, str)) \
+        if isinstance(value, list) else []
 
 
 def _changelog_name(item: Mapping[str, Any], field_map: Mapping[str, str]) -> str | None:
@@ -381,15 +411,27 @@ def _iso_second(epoch_seconds: int) -> str:
 def _host(url: Any) -> str | None:
     if not isinstance(url, str) or "://" not in url:
         return None
-    # Fast path for the usual `https://host/...` (urlsplit costs a few µs per event).
+    # The usual `https://host/...`: the authority, looked up in a small cache (a site's events
+    # share it; checking and lowering it costs a microsecond per event otherwise).
     authority = url.split("/", 3)[2] if url.count("/") >= 2 else ""
+    host = _HOSTS.get(authority)
+    if host is not None:
+        return host
     if authority and authority.isascii() and not any(c in authority for c in "[]@:"):
-        return authority.lower() or None
+        host = authority.lower()
+        if len(_HOSTS) >= _HOSTS_KEPT:
+            _HOSTS.clear()
+        _HOSTS[authority] = host
+        return host
     try:
-        host = urlsplit(url).hostname
+        parsed = urlsplit(url).hostname
     except ValueError:  # e.g. an unbalanced "[" read as a broken IPv6 literal
         return None
-    return host.lower() if host else None
+    return parsed.lower() if parsed else None
+
+
+_HOSTS: dict[str, str] = {}
+_HOSTS_KEPT = 1024
 
 
 def _project_key(project: Mapping[str, Any], issue_key: Any) -> str | None:
@@ -451,5 +493,18 @@ def _tiebreak(changelog_id: Any) -> str:
 
 
 def _hash_id(*parts: Any) -> str:
-    joined = "|".join("" if part is None else str(part) for part in parts)
+    joined = "|".join(["" if part is None else str(part) for part in parts])
     return hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+# Normalized name → (its key in `issue.fields`, how to read it); `status` (with its
+# `status_category`) is read apart, since one key gives two fields.
+_SNAPSHOT_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "summary": ("summary", _text),
+    "assignee": ("assignee", _user_id),
+    "priority": ("priority", _named),
+    "due_date": ("duedate", _date),
+    "labels": ("labels", _labels),
+    "parent": ("parent", _keyed),
+    "links": ("issuelinks", _links),
+    "description": ("description", _text),
+}

@@ -9,7 +9,9 @@ from processors.ingest.logic import RawRecord
 
 def raw_record(message: Message, registry_name: str) -> RawRecord:
     """`registry_name` is the topic's unprefixed name (`jira.events`)."""
-    headers = {name.lower(): value for name, value in header_pairs(message)}
+    raw_headers = message.headers()
+    headers = {name.lower(): value for name, value in header_pairs(message)} \
+        if raw_headers else {}
     return RawRecord(topic=registry_name, partition=message.partition() or 0,
                      offset=message.offset() or 0, key=_bytes(message.key()),
                      value=_bytes(message.value()), headers=headers,

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from processors.ingest import jira
 from processors.ingest.logic import (
     Accepted,
     IngestConfig,
@@ -1007,3 +1008,33 @@ def test_lone_surrogates_and_nul_are_replaced_and_the_event_flows() -> None:
 
     text = orjson.dumps(result.change).decode()
     assert "\\u0000" not in text and "\ufffd" in text
+
+
+_SNAPSHOT_NAMES = ("summary", "status", "status_category", "assignee", "priority", "due_date",
+                   "labels", "parent", "links", "description", "start_date", "story_points")
+_FIELD_VALUES = st.one_of(
+    st.none(), st.integers(-5, 5), st.text(max_size=6), st.lists(st.text(max_size=4), max_size=3),
+    st.fixed_dictionaries({}, optional={"name": st.text(max_size=4), "key": st.text(max_size=4),
+                                        "accountId": st.text(max_size=4),
+                                        "statusCategory": st.fixed_dictionaries(
+                                            {"key": st.sampled_from(["new", "done"])})}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(
+    st.sampled_from(["summary", "status", "assignee", "priority", "duedate", "labels", "parent",
+                     "issuelinks", "description", "customfield_1", "customfield_2"]),
+    _FIELD_VALUES),
+    field_map=st.sampled_from([{}, {"customfield_1": "start_date"},
+                               {"customfield_1": "story_points", "customfield_2": "summary"},
+                               {"customfield_1": "status", "customfield_2": "status"}]))
+def test_an_update_reads_each_changed_field_as_the_full_snapshot_gives_it(
+        fields: dict[str, Any], field_map: dict[str, str]) -> None:
+    """Updates read only the fields their changelog names (jira._snapshot_field); that must be
+    what the whole snapshot (created events, full sync) says of the same field."""
+    snapshot = jira.issue_snapshot(fields, field_map)
+    for name in _SNAPSHOT_NAMES:
+        found, value = jira._snapshot_field(name, fields, field_map)
+        assert found == (name in snapshot), name
+        if found:
+            assert value == snapshot[name], name

@@ -164,7 +164,11 @@ class CommitWatch:
     """Tells, cheaply and repeatedly, whether a stage's consumer group has committed every
     record now on some topics (partitions without records are not waited for)."""
 
-    def __init__(self, settings: Settings, stage: str, topics: Sequence[str]) -> None:
+    def __init__(self, settings: Settings, stage: str, topics: Sequence[str],
+                 one_transaction: bool = False) -> None:
+        # Records published in one transaction end with its commit marker, which takes an
+        # offset a consumer never reads past (its position stops at the marker).
+        self._slack = 1 if one_transaction else 0
         self._consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
                                    "group.id": group_id(settings, stage)})
         self._partitions, self._ends = [], []
@@ -179,7 +183,8 @@ class CommitWatch:
 
     def done(self) -> bool:
         committed = self._consumer.committed(self._partitions, timeout=10)
-        return all(tp.offset >= end for tp, end in zip(committed, self._ends, strict=True))
+        return all(tp.offset >= end - self._slack
+                   for tp, end in zip(committed, self._ends, strict=True))
 
     def close(self) -> None:
         self._consumer.close()

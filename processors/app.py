@@ -54,7 +54,8 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
     return TransactionalLoop(
         stage, consumer_config(settings, group_id(settings, stage.name)),
         producer_config(settings, transactional_id),
-        on_error=lambda name: metrics.stage_errors.labels(name).inc())
+        on_error=lambda name: metrics.stage_errors.labels(name).inc(),
+        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records))
 
 
 def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust.App:

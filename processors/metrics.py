@@ -16,6 +16,7 @@ disable_created_metrics()
 COLLAPSE_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 50, 100)
 DELAY_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 300)
 RUN_BUCKETS = (1, 5, 15, 60, 300, 900, 3600)
+BATCH_BUCKETS = (0, 1, 10, 100, 500, 1000, 2500, 5000, 10000)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Metrics:
     commands: Counter
     okr_updates: Counter
     stage_errors: Counter
+    stage_batch_records: Histogram
     text_sanitized: Counter
     open_windows: Gauge
     changes_closed: Counter
@@ -82,6 +84,10 @@ class Metrics:
             okr_updates=counter("okr_updates", "KeyResultProgress messages published"),
             stage_errors=counter("stage_errors", "Errors that restarted a processing stage "
                                  "(its uncommitted batch is re-read)", ("stage",)),
+            stage_batch_records=Histogram(
+                "boxsync_stage_batch_records", "Records read per committed batch (one Kafka "
+                "transaction) of a hot-path stage; 0: a batch of closed windows or offsets "
+                "only", ("stage",), buckets=BATCH_BUCKETS, registry=reg),
             text_sanitized=counter("text_sanitized", "Events whose text was cleaned of NUL, "
                                    "control characters or lone surrogates", ("source",)),
             open_windows=Gauge("boxsync_open_windows", "Collapse windows open in memory",

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import heapq
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +82,10 @@ class Change:
 
     def order(self) -> tuple[float, str, int]:
         return (self.at, self.tiebreak, self.offset)
+
+
+# Change.order as a C-level key (sorting calls it once per change).
+_ORDER = operator.attrgetter("at", "tiebreak", "offset")
 
 
 @dataclass(slots=True)
@@ -214,15 +219,35 @@ class PartitionWindows:
 def close_window(window: OpenWindow, memory: TaskMemory, now: float,
                  dedupe_retention: float = 3600.0) -> Emitted:
     """Collapse one window into a `TaskUpdate` dict and record it in the task's memory."""
-    ordered = sorted(window.changes, key=Change.order)
+    ordered = sorted(window.changes, key=_ORDER)
     count = len(ordered)
     delay = max(0.0, now - window.last_seen_wall)
-    deleting = any(change.kind == "deleted" for change in ordered)
+    # One pass over the window's changes for everything but the fields (windows hold a few
+    # changes each, and a pass per property cost more than the rest of the close).
+    deleting = with_activity = False
+    newest = NEVER
+    source_key = project = None
+    author = None
+    event_ids = []
+    for change in ordered:
+        kind = change.kind
+        if kind == "deleted":
+            deleting = True
+        elif kind == "created" or kind == "activity":
+            with_activity = True
+        if change.at > newest:
+            newest = change.at
+        if change.source_key is not None:
+            source_key = change.source_key
+        if change.project is not None:
+            project = change.project
+        if change.author.get("kind") != "technical":
+            author = change.author
+        event_ids.append(change.event_id)
     if memory.deleted and not deleting:
         return Emitted(window.task_id, None, "stale", delay, count)
     merged, times = _merge_fields(ordered, memory)
-    meaningful = deleting or merged or any(c.kind in ("created", "activity") for c in ordered)
-    if not meaningful:
+    if not (deleting or merged or with_activity):
         return Emitted(window.task_id, None, "stale", delay, count)
     last = ordered[-1]
     update = {
@@ -230,19 +255,20 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
         "update_id": update_id(window.task_id, "partial", window.start),
         "task_id": window.task_id,
         "source": last.source,
-        "source_key": _last_known(ordered, "source_key"),
-        "project": _last_known(ordered, "project"),
+        "source_key": source_key,
+        "project": project,
         "op": "delete" if deleting else "upsert",
         "box_ids": [],
         "left_box_ids": [],
         "changes": {} if deleting else merged,
-        "author": last_author(ordered),
+        # The last change that names a person; the technical user only when none does.
+        "author": author if author is not None else last.author,
         "sync_type": "partial",
-        "source_updated_at": iso(max(change.at for change in ordered)),
+        "source_updated_at": iso(newest),
         "window_start": iso(window.start),
         "window_end": iso(window.end),
         "collapsed": count,
-        "event_ids": [change.event_id for change in ordered],
+        "event_ids": event_ids,
     }
     memory.closed_until = max(memory.closed_until, window.end)
     memory.field_times.update(times)
@@ -258,14 +284,6 @@ def _remember(memory: TaskMemory, emitted: list[Change], forget_before: float) -
     stale = [event_id for event_id, (at, _) in memory.recent.items() if at < forget_before]
     for event_id in stale:
         del memory.recent[event_id]
-
-
-def last_author(ordered: list[Change]) -> dict[str, Any]:
-    """The last change that names a person; the technical user only when none does."""
-    for change in reversed(ordered):
-        if change.author.get("kind") != "technical":
-            return change.author
-    return ordered[-1].author
 
 
 def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
@@ -309,11 +327,3 @@ def _merge_fields(ordered: list[Change], memory: TaskMemory
             merged[name] = value
             times[name] = change.at
     return merged, times
-
-
-def _last_known(ordered: list[Change], attribute: str) -> Any:
-    for change in reversed(ordered):
-        value = getattr(change, attribute)
-        if value is not None:
-            return value
-    return None

@@ -55,12 +55,14 @@ class Stage(Protocol):
 class TransactionalLoop:
     def __init__(self, stage: Stage, consumer_config: dict[str, Any],
                  producer_config: dict[str, Any], *, on_error: Callable[[str], None],
+                 on_batch: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time, batch_size: int = 10000,
                  poll_timeout: float = 0.2, backoff: float = 2.0) -> None:
         self.stage = stage
         self._consumer_config = consumer_config
         self._producer_config = producer_config
         self._on_error = on_error
+        self._on_batch = on_batch
         self._clock = clock
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
@@ -125,6 +127,8 @@ class TransactionalLoop:
                     for tp in offsets:
                         committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
                     self.stage.committed(outputs, now)
+                    if self._on_batch is not None:
+                        self._on_batch(self.stage.name, len(records))
                 self.last_beat = now
         finally:
             _close_quietly(consumer)

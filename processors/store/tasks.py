@@ -88,7 +88,8 @@ def label_tuple(value: Any) -> tuple[str, ...]:
     return tuple(label for label in value if isinstance(label, str))
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per emitted update, and a frozen __init__ pays a setattr per field.
+@dataclass(slots=True)
 class AppliedWindow:
     """What the cache keeps of one emitted window: the update and the collapse's memory."""
 

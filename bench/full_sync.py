@@ -429,7 +429,7 @@ class Runner:
     def finish(self, run: runs.Run, ctx: RunContext) -> None:  # SyncRunner._finish
         runs.progress(self.conn, run.run_id, ctx.processed, ctx.total, ctx.emitted, ctx.left)
         runs.finish(self.conn, run.run_id, "completed", None)
-        runs.mark_full_synced(self.conn, run.box_id or "", datetime.now(UTC))
+        boxes.mark_full_synced(self.conn, run.box_id or "", datetime.now(UTC))
         self.status(run, "completed", processed=ctx.processed, total=ctx.total)
         self.producer.flush(30)
 

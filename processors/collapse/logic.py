@@ -80,11 +80,9 @@ class Change:
             origin=f"{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}",
         )
 
-    def order(self) -> tuple[float, str, int]:
-        return (self.at, self.tiebreak, self.offset)
 
-
-# Change.order as a C-level key (sorting calls it once per change).
+# The order of a task's changes: source time, then tiebreak (changelog or action id), then
+# offset; a C-level key, since sorting calls it once per change.
 _ORDER = operator.attrgetter("at", "tiebreak", "offset")
 
 

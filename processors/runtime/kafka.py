@@ -75,12 +75,13 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | st
             headers: Sequence[tuple[str, str | bytes | None]] | None = None,
             on_delivery: DeliveryCallback | None = None) -> None:
     """Enqueue one record, waiting for room while the local queue is full (BufferError);
-    with `on_delivery`, also serve the delivery reports that are due."""
-    header_list = list(headers) if headers else None
+    with `on_delivery`, also serve the delivery reports that are due. The stage loops call
+    this once per record: a list of headers passes as it is."""
+    header_list = headers if headers is None or isinstance(headers, list) else list(headers)
     while True:
         try:
             if on_delivery is None:
-                producer.produce(topic, value=value, key=key, headers=header_list)
+                producer.produce(topic, value, key, headers=header_list)
             else:
                 producer.produce(topic, value=value, key=key, headers=header_list,
                                  on_delivery=on_delivery)

@@ -138,12 +138,8 @@ class TransactionalLoop:
         self.stage.persist(outputs)
         producer.begin_transaction()
         try:
-            enqueue = producer.produce  # the direct call: this runs once per record
             for output in outputs:
-                try:
-                    enqueue(output.topic, output.value, output.key, headers=output.headers)
-                except BufferError:  # the local queue is full: wait for room
-                    produce(producer, output.topic, output.value, output.key, output.headers)
+                produce(producer, output.topic, output.value, output.key, output.headers)
             if offsets:
                 producer.send_offsets_to_transaction(
                     offsets, consumer.consumer_group_metadata(), 30)

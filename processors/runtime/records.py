@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from confluent_kafka import Message
 
 from processors.ingest.logic import RawRecord
@@ -9,9 +11,8 @@ from processors.ingest.logic import RawRecord
 
 def raw_record(message: Message, registry_name: str) -> RawRecord:
     """`registry_name` is the topic's unprefixed name (`jira.events`)."""
-    raw_headers = message.headers()
-    headers = {name.lower(): value for name, value in header_pairs(message)} \
-        if raw_headers else {}
+    raw = message.headers()
+    headers = {name.lower(): value for name, value in _pairs(raw)} if raw else {}
     return RawRecord(topic=registry_name, partition=message.partition() or 0,
                      offset=message.offset() or 0, key=_bytes(message.key()),
                      value=_bytes(message.value()), headers=headers,
@@ -20,9 +21,12 @@ def raw_record(message: Message, registry_name: str) -> RawRecord:
 
 def header_pairs(message: Message) -> list[tuple[str, bytes | None]]:
     """A message's headers as (name, bytes) pairs, in order."""
-    raw = message.headers() or []
+    return _pairs(message.headers())
+
+
+def _pairs(raw: Any) -> list[tuple[str, bytes | None]]:
     # A list from a consumer, though the stubs also allow a dict.
-    pairs = raw.items() if isinstance(raw, dict) else raw
+    pairs = raw.items() if isinstance(raw, dict) else raw or []
     return [(name, _bytes(value)) for name, value in pairs]
 
 

@@ -44,6 +44,15 @@ def create_topics(settings: Settings) -> None:
                  config=spec.config()) for spec in ALL_TOPICS])
     for future in futures.values():
         future.result()
+    # CreateTopics returns once the controller has the topics; the broker's metadata, which
+    # a CLI process asks next, may lag by a moment (a fresh clone once saw "does not exist").
+    names = set(futures)
+    deadline = time.monotonic() + 15
+    while not names <= set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topics not in the broker's metadata after 15 s: "
+                                 f"{sorted(names - set(admin.list_topics(timeout=10).topics))}")
+        time.sleep(0.05)
 
 
 def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[str, Any]],

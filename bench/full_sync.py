@@ -57,7 +57,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pydantic import SecretStr
 
 import processors.app  # noqa: F401  (what a worker's sync process imports: see above)
-from bench.pipeline import broker_process, delete_topics
+from bench.pipeline import broker_process
 from bench.results import Row, record, verdict
 from bench.scratch import scratch_database
 from processors.boxes.logic import status_key, sync_status
@@ -71,7 +71,7 @@ from processors.sync.sources import build_sources
 from schemas.reference import Box
 from schemas.topics import SYNC_STATUS, TASK_UPDATES
 from tests.support.fake_sources import FakeSources
-from tests.support.kafka import create_topics
+from tests.support.kafka import create_topics, delete_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 ISSUES = 100_000

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import aiohttp
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 from pydantic import SecretStr
 
 from bench.pipeline import make_workload
@@ -36,7 +35,13 @@ from bench.results import Row, record, verdict
 from bench.scratch import scratch_database
 from processors.settings import Settings, load_settings
 from schemas.topics import JIRA_EVENTS
-from tests.support.kafka import WorkerProcess, create_topics, free_port, worker_env
+from tests.support.kafka import (
+    WorkerProcess,
+    create_topics,
+    delete_topics,
+    free_port,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -190,11 +195,7 @@ def main() -> None:
         warm, results = run_worker(settings, warmup, measured, args)
         stored = records_on(settings, JIRA_EVENTS.full_name(prefix))
     finally:
-        admin = AdminClient({"bootstrap.servers": base.kafka_bootstrap})
-        cleanup = admin.delete_topics([t for t in admin.list_topics(timeout=10).topics
-                                       if t.startswith(prefix)], operation_timeout=30)
-        for future in cleanup.values():  # wait: librdkafka threads must not outlive Python
-            future.result()
+        delete_topics(base.kafka_bootstrap, prefix)
 
     span = results.last_done - results.first_due
     rate = results.accepted / span

@@ -56,7 +56,13 @@ from bench.results import Row, record, verdict
 from bench.scratch import scratch_database
 from processors.settings import Settings, load_settings
 from schemas.topics import JIRA_EVENTS, SYNC_CHANGES, TASK_UPDATES
-from tests.support.kafka import WorkerProcess, create_topics, free_port, worker_env
+from tests.support.kafka import (
+    WorkerProcess,
+    create_topics,
+    delete_topics,
+    free_port,
+    worker_env,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = "bench.atlassian.net"
@@ -502,14 +508,6 @@ def run_order(rounds: int, with_filters: bool) -> list[bool]:
     if not with_filters:
         return [False] * rounds
     return [filtered for n in range(rounds) for filtered in ((False, True), (True, False))[n % 2]]
-
-
-def delete_topics(bootstrap: str, prefix: str) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    cleanup = admin.delete_topics([t for t in admin.list_topics(timeout=10).topics
-                                   if t.startswith(prefix)], operation_timeout=30)
-    for future in cleanup.values():  # wait: librdkafka threads must not outlive the interpreter
-        future.result()
 
 
 def report(bare: float, ingest_rates: list[float], plain_runs: list[BoxsyncResult],

@@ -24,6 +24,7 @@ from schemas.commands import SyncCommand
 from tests.support.kafka import (
     ROOT,
     create_topics,
+    delete_topics,
     free_port,
     read_records,
     unique_prefix,
@@ -41,12 +42,13 @@ RUNS_OPTIONS = ("--box", "--limit", "--state", "--json")
 
 
 @pytest.fixture
-def settings(base_settings: Settings, database_url: str) -> Settings:
-    """This test's own topics (a unique prefix)."""
+def settings(base_settings: Settings, database_url: str) -> Iterator[Settings]:
+    """This test's own topics (a unique prefix), deleted afterwards."""
     settings = base_settings.model_copy(update={"topic_prefix": unique_prefix(),
                                                 "partitions": 2})
     create_topics(settings)
-    return settings
+    yield settings
+    delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
 
 
 @pytest.fixture

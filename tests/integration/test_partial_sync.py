@@ -122,18 +122,14 @@ def test_bad_body_is_dead_lettered_and_the_next_body_still_flows(
 
 
 def test_kill_9_with_a_window_open_emits_it_once_after_restart(
-        base_settings: Settings, database_url: str,
+        own_topics: Callable[..., Settings], database_url: str,
         start_worker: Callable[..., WorkerProcess]) -> None:
     """One partition, interval 10 s. Task A's window opens first; task B's changes come after
     it in the partition but in the previous window, which closes (and is emitted) while A's is
     still open. The worker is killed then: the committed offset stays at A's first change, so
     the restarted worker re-reads B's changes too, and must not emit B again."""
-    from tests.support.kafka import create_topics, unique_prefix
-
-    settings = base_settings.model_copy(update={
-        "topic_prefix": unique_prefix(), "collapse_interval_seconds": 10, "grace_seconds": 1.0,
-        "partitions": 1, "filters_enabled": False})
-    create_topics(settings)
+    settings = own_topics(collapse_interval_seconds=10, grace_seconds=1.0, partitions=1,
+                          filters_enabled=False)
     first = start_worker(settings)
     site = site_of(settings)
     start = window_base_ms(10, seconds_ago=300)  # window [S, S+10) for B, [S+10, S+20) for A

@@ -57,7 +57,8 @@ class TransactionalLoop:
                  producer_config: dict[str, Any], *, on_error: Callable[[str], None],
                  on_batch: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time, batch_size: int = 10000,
-                 poll_timeout: float = 0.2, backoff: float = 2.0) -> None:
+                 poll_timeout: float = 0.2, linger: float = 0.05,
+                 backoff: float = 2.0) -> None:
         self.stage = stage
         self._consumer_config = consumer_config
         self._producer_config = producer_config
@@ -66,6 +67,7 @@ class TransactionalLoop:
         self._clock = clock
         self._batch_size = batch_size
         self._poll_timeout = poll_timeout
+        self._linger = linger
         self._backoff = backoff
         self.last_beat = 0.0  # wall time of the last completed iteration (for /readyz)
         self.assigned_once = False
@@ -114,7 +116,7 @@ class TransactionalLoop:
                            on_lost=on_revoke)
         try:
             while not stop.is_set():
-                messages = consumer.consume(self._batch_size, self._poll_timeout)
+                messages = self._next_batch(consumer)
                 records = [m for m in messages if not _skippable_error(m)]
                 now = self._clock()
                 outputs = self.stage.handle(records, now) if records else []
@@ -132,6 +134,22 @@ class TransactionalLoop:
                 self.last_beat = now
         finally:
             _close_quietly(consumer)
+
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        """Up to `batch_size` records: whatever is there within `linger`, else the first
+        to arrive within `poll_timeout` and what follows it within `linger`.
+
+        librdkafka's consume(n, timeout) waits for n records or the whole timeout; with
+        fewer than n coming (the last records of a backlog, or live traffic) every hop of
+        the pipeline sat out the timeout. A backlog still fills whole batches at once from
+        the prefetched queue, and live traffic commits at most every `linger` seconds."""
+        messages = consumer.consume(self._batch_size, self._linger)
+        if messages:
+            return messages
+        first = consumer.poll(self._poll_timeout)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self._batch_size - 1, self._linger)]
 
     def _commit(self, producer: Producer, consumer: Consumer, outputs: list[Output],
                 offsets: list[TopicPartition]) -> None:

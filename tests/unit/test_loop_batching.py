@@ -1,0 +1,52 @@
+"""How the transactional loop gathers a batch (processors.runtime.loop._next_batch).
+
+The consumer here is a script of what librdkafka would return; what is under test is the
+loop's choice of calls and timeouts, not Kafka (the integration tests run the loop on the
+real broker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from processors.runtime.loop import TransactionalLoop
+
+
+class ScriptedConsumer:
+    def __init__(self, consumed: list[list[str]], polled: list[str | None]) -> None:
+        self.consumed, self.polled = consumed, polled
+        self.calls: list[tuple[str, int | None, float]] = []
+
+    def consume(self, num_messages: int, timeout: float) -> list[str]:
+        self.calls.append(("consume", num_messages, timeout))
+        return self.consumed.pop(0) if self.consumed else []
+
+    def poll(self, timeout: float) -> str | None:
+        self.calls.append(("poll", None, timeout))
+        return self.polled.pop(0) if self.polled else None
+
+
+def _loop() -> TransactionalLoop:
+    stage: Any = object()
+    return TransactionalLoop(stage, {}, {}, on_error=lambda _: None, batch_size=100,
+                             poll_timeout=0.2, linger=0.05)
+
+
+def test_a_backlog_is_taken_in_one_call_without_waiting_for_the_poll_timeout() -> None:
+    consumer = ScriptedConsumer([[f"r{n}" for n in range(100)]], [])
+    batch = _loop()._next_batch(consumer)  # type: ignore[arg-type]
+    assert len(batch) == 100
+    assert consumer.calls == [("consume", 100, 0.05)]
+
+
+def test_quiet_input_waits_for_the_first_record_then_lingers_briefly_for_more() -> None:
+    consumer = ScriptedConsumer([[], ["r2", "r3"]], ["r1"])
+    batch = _loop()._next_batch(consumer)  # type: ignore[arg-type]
+    assert batch == ["r1", "r2", "r3"]
+    assert consumer.calls == [("consume", 100, 0.05), ("poll", None, 0.2),
+                              ("consume", 99, 0.05)]
+
+
+def test_nothing_within_the_poll_timeout_gives_an_empty_batch() -> None:
+    consumer = ScriptedConsumer([], [None])
+    assert _loop()._next_batch(consumer) == []  # type: ignore[arg-type]
+    assert consumer.calls == [("consume", 100, 0.05), ("poll", None, 0.2)]

@@ -235,11 +235,7 @@ def _java() -> str:
 def _jvm_command(paths: KafkaPaths, heap: list[str], main_class: str) -> list[str]:
     return [
         _java(), *heap,
-        # The throughput collector, not G1 (Kafka's default for big brokers): on a 2-core
-        # machine shared with the worker, G1's concurrent marking threads took 0.2-0.45 CPU
-        # seconds from every 6-second pipeline bench run; this heap's young collections
-        # pause for milliseconds.
-        "-XX:+UseParallelGC", "-Djava.awt.headless=true",
+        "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
         # A JVM crash report goes next to the logs, not into whatever directory we ran from.
         f"-XX:ErrorFile={paths.logs}/hs_err_pid%p.log",
         f"-Dlog4j.configuration=file:{LOG4J_CONFIG}",

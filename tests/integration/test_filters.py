@@ -81,6 +81,11 @@ def site_of(settings: Settings) -> str:
     return f"{settings.topic_prefix.rstrip('.')}.atlassian.net"
 
 
+def _of_task(task_id: str) -> Callable[[dict[str, Any]], bool]:
+    """Matches a record of one task (a closure per task, bound now, not at call time)."""
+    return lambda record: record["task_id"] == task_id
+
+
 def wait_for(settings: Settings, topic: str, match: Callable[[dict[str, Any]], bool],
              timeout: float = 30.0) -> dict[str, Any]:
     """The first record of the topic that matches, waiting for it to come."""
@@ -234,7 +239,7 @@ def test_status_changes_of_linked_tasks_report_key_result_progress(
         jb.created(t, ALICE, jb.issue(site, "200", "OPS-2", status="To Do"), 2),
         jb.created(t, ALICE, jb.issue(site, "300", "OPS-3", status="To Do"), 3)])
     for task_id in (x, y, w):
-        wait_for(settings, "task.updates", lambda u, t_id=task_id: u["task_id"] == t_id)
+        wait_for(settings, "task.updates", _of_task(task_id))
     time.sleep(1)
     done = jb.issue(site, "100", "OPS-1", status="Done")
     publish(settings, "jira.events", [

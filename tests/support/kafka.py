@@ -11,7 +11,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,12 +75,12 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
 
 
 def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[str, Any]],
-            headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
+            headers: Sequence[tuple[str, str | bytes | None]] | None = None) -> None:
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     topic = by_name(topic_name).full_name(settings.topic_prefix)
     for body in bodies:
         value = body if isinstance(body, bytes) else orjson.dumps(body)
-        producer.produce(topic, value=value, headers=headers)
+        producer.produce(topic, value=value, headers=list(headers) if headers else None)
     assert producer.flush(30) == 0
 
 

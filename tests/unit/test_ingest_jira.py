@@ -689,7 +689,7 @@ def test_other_topics_are_passed_over() -> None:
 # Behaviour.md, "Partial sync": comment, worklog and issue-link events count as activity or
 # as field changes of the issue.
 
-COMMENT_CREATED = {
+COMMENT_CREATED: dict[str, Any] = {
     "timestamp": TS_MS,
     "webhookEvent": "comment_created",
     "comment": {
@@ -707,7 +707,7 @@ COMMENT_CREATED = {
     },
 }
 
-WORKLOG_CREATED = {
+WORKLOG_CREATED: dict[str, Any] = {
     "timestamp": TS_MS,
     "webhookEvent": "worklog_created",
     "worklog": {

@@ -18,7 +18,7 @@ AT = "2026-03-02T09:00:00.000Z"
 
 def link(key_result_id: str, mode: str = "auto", tasks: tuple[str, ...] = (),
          boxes: tuple[str, ...] = ()) -> KeyResultLink:
-    return KeyResultLink(key_result_id=key_result_id, objective_id="obj-1", mode=mode,  # type: ignore[arg-type]
+    return KeyResultLink(key_result_id=key_result_id, objective_id="obj-1", mode=mode,
                          task_ids=list(tasks), box_ids=list(boxes))
 
 

@@ -43,8 +43,6 @@ RESTART_BACKOFF_SECONDS = 2.0
 # How long the processes of one stage wait for each other before they join the consumer
 # group anyway (a sibling that cannot start must not hold the others back for long).
 START_GATE_SECONDS = 30.0
-# How much nicer ingest processes are than the collapse of the same worker (_yield_to_downstream).
-INGEST_NICENESS = 5
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -232,8 +230,6 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     if start_gate is not None and isinstance(loop, TransactionalLoop):
         loop.gate = functools.partial(_wait_for_siblings, start_gate, stage)
     _tune_garbage_collector()
-    if stage == "ingest" and "collapse" in settings.worker_stages:
-        _yield_to_downstream()
     local_stop = threading.Event()
 
     def report() -> None:
@@ -257,20 +253,6 @@ def _wait_for_siblings(gate: BarrierType, stage: str) -> None:
     except threading.BrokenBarrierError:
         event(log, logging.WARNING, "joining the consumer group without waiting for the "
               "stage's other processes", stage=stage, waited_seconds=START_GATE_SECONDS)
-
-
-def _yield_to_downstream() -> None:
-    """Ingest runs at a lower CPU priority than the collapse beside it.
-
-    Both are CPU-bound on a backlog. At equal priority ingest ran ahead whenever the collapse
-    waited for PostgreSQL or a Kafka commit; at the end of a backlog the collapse still had
-    20,000-30,000 changes to go alone, with the cores idle during its waits (bench: collapse
-    finished 0.97-1.31 s after ingest). Niceness 5 (a third of the CPU share when both want
-    it) keeps the collapse caught up and lets ingest take the gaps: 0.41-0.49 s, and
-    36,100 instead of 32,100 events/s end to end (mean of three runs each). Niceness 10
-    starved the collapse of input (33,600)."""
-    with contextlib.suppress(OSError):
-        os.nice(INGEST_NICENESS)
 
 
 def _tune_garbage_collector() -> None:

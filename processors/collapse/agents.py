@@ -115,8 +115,8 @@ class CollapseStage:
             offset = message.offset() or 0
             state.next_offset = offset + 1
             try:
-                change = Change.from_message(orjson.loads(message.value() or b""), offset)
-            except (ValueError, KeyError, TypeError) as exc:
+                change = Change.decode(message.value() or b"", offset)
+            except ValueError as exc:
                 outputs.append(self._dead_letter(raw_record(message, SYNC_CHANGES.name), exc,
                                                  now))
                 continue

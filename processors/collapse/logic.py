@@ -29,11 +29,14 @@ import hashlib
 import heapq
 import math
 import operator
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 NEVER = -math.inf
 
@@ -44,9 +47,11 @@ class Arrival(StrEnum):
     DUPLICATE = "duplicate"
 
 
-@dataclass(slots=True)
-class Change:
-    """The parts of a `ChangeEvent` the collapse needs, plus its offset on `sync.changes`."""
+class Change(msgspec.Struct, gc=False):
+    """The parts of a `ChangeEvent` the collapse needs, plus its offset on `sync.changes`.
+
+    A msgspec struct rather than a dataclass: one is built per change, in C (0.10 µs against
+    0.25), and its dicts never refer back to it, so the cycle collector can skip it."""
 
     event_id: str
     task_id: str
@@ -60,25 +65,52 @@ class Change:
     tiebreak: str
     offset: int
     origin: str = ""  # the raw record it came from, `topic:partition:offset`
+    # `at` as written (or ""): in the canonical form (`...T12:00:00.000Z`, as ingest writes
+    # it), the update's source_updated_at without formatting the time again.
+    occurred_at: str = ""
 
     @classmethod
-    def from_message(cls, value: Mapping[str, Any], offset: int) -> Change:
-        """Raises ValueError (or KeyError/TypeError) for a message that is not a ChangeEvent."""
-        at = epoch_seconds(value["occurred_at"])
-        author = value["author"]
-        changes = value.get("changes") or {}
-        origin = value.get("origin") or {}
-        if not isinstance(author, dict) or not isinstance(changes, dict) or \
-                not isinstance(origin, dict):
-            raise TypeError("author, changes and origin must be objects")
-        return cls(
-            event_id=str(value["event_id"]), task_id=str(value["task_id"]),
-            source=str(value["source"]), source_key=value.get("source_key"),
-            project=value.get("project"), kind=str(value["kind"]), at=at,
-            author=author, changes=changes, tiebreak=str(value.get("tiebreak") or ""),
-            offset=offset,
-            origin=f"{origin.get('topic')}:{origin.get('partition')}:{origin.get('offset')}",
-        )
+    def decode(cls, data: bytes, offset: int) -> Change:
+        """A `sync.changes` record value → a Change; ValueError for anything that is not a
+        ChangeEvent. Decoded straight into typed fields (msgspec), not a dict first: this
+        runs once per change, and the dict and its copy cost twice the decoding."""
+        try:
+            wire = _CHANGE_DECODER.decode(data)
+        except msgspec.MsgspecError as exc:
+            raise ValueError(str(exc)) from None
+        origin = wire.origin
+        text = wire.occurred_at
+        return cls(str(wire.event_id), wire.task_id, wire.source, wire.source_key,
+                   wire.project, wire.kind, epoch_seconds(text), wire.author,
+                   wire.changes or {}, wire.tiebreak or "", offset,
+                   f"{origin.topic}:{origin.partition}:{origin.offset}" if origin is not None
+                   else "None:None:None", text)
+
+
+class _WireOrigin(msgspec.Struct):
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class _WireChange(msgspec.Struct):
+    """The fields of a `ChangeEvent` (contract §2) that the collapse reads; others are
+    skipped unparsed."""
+
+    event_id: str | int
+    task_id: str
+    source: str
+    kind: str
+    occurred_at: str
+    author: dict[str, Any]
+    source_key: str | None = None
+    project: str | None = None
+    changes: dict[str, Any] | None = None
+    origin: _WireOrigin | None = None
+    tiebreak: str | None = None
+
+
+_CHANGE_DECODER = msgspec.json.Decoder(_WireChange)
 
 
 # The order of a task's changes: source time, then tiebreak (changelog or action id), then
@@ -86,35 +118,37 @@ class Change:
 _ORDER = operator.attrgetter("at", "tiebreak", "offset")
 
 
-@dataclass(slots=True)
-class TaskMemory:
+# The collapse's own state is msgspec structs untracked by the cycle collector (gc=False):
+# they form no cycles, and the collector would otherwise rescan tens of thousands of open
+# windows and task memories (see processors.runtime.stage_process._tune_garbage_collector).
+class TaskMemory(msgspec.Struct, gc=False):
     """What the collapse must remember about a task across windows (persisted in `tasks`)."""
 
     deleted: bool = False
     closed_until: float = NEVER  # end of the last window emitted for the task
-    field_times: dict[str, float] = field(default_factory=dict)
+    field_times: dict[str, float] = msgspec.field(default_factory=dict)
     # event id -> (source time, origin) of the changes emitted within the dedupe retention
-    recent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    recent: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
+    # No entry of `recent` is older than this (NEVER: not known, look).
+    recent_oldest: float = NEVER
     # what the filters route by: the task's project, labels and boxes after its last update
     project: str | None = None
     labels: tuple[str, ...] = ()
     box_ids: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class OpenWindow:
+class OpenWindow(msgspec.Struct, gc=False):
     task_id: str
     start: float
     end: float
     first_offset: int
     opened_wall: float
     last_seen_wall: float
-    changes: list[Change] = field(default_factory=list)
-    event_ids: set[str] = field(default_factory=set)
+    changes: list[Change] = msgspec.field(default_factory=list)
+    event_ids: set[str] = msgspec.field(default_factory=set)
 
 
-@dataclass(slots=True)
-class Emitted:
+class Emitted(msgspec.Struct, gc=False):
     """A closed window: the `TaskUpdate` dict to publish and write, or why it was dropped."""
 
     task_id: str
@@ -122,9 +156,9 @@ class Emitted:
     dropped_reason: str | None
     emit_delay: float
     collapsed: int
-    field_times: dict[str, float] = field(default_factory=dict)
+    field_times: dict[str, float] = msgspec.field(default_factory=dict)
     window_end: float = NEVER
-    recent: dict[str, tuple[float, str]] = field(default_factory=dict)
+    recent: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
     delivered: bool = True  # False when the update reached no box (the filters)
 
 
@@ -153,7 +187,12 @@ class PartitionWindows:
 
     def add(self, change: Change, memory: TaskMemory, now: float) -> Arrival:
         """Put a change into its window (or recognize it as a second delivery)."""
-        self.observe(change.at, now)
+        # observe(), inlined: this runs once per change.
+        stream_time = self.stream_time
+        if stream_time != NEVER and now > self.last_event_wall:
+            stream_time += now - self.last_event_wall
+        self.stream_time = change.at if change.at > stream_time else stream_time
+        self.last_event_wall = now
         emitted_from = memory.recent.get(change.event_id)
         if emitted_from is not None and emitted_from[1] != change.origin:
             return Arrival.DUPLICATE
@@ -224,6 +263,7 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
     # changes each, and a pass per property cost more than the rest of the close).
     deleting = with_activity = False
     newest = NEVER
+    newest_text = ""
     source_key = project = None
     author = None
     event_ids = []
@@ -234,7 +274,7 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
         elif kind == "created" or kind == "activity":
             with_activity = True
         if change.at > newest:
-            newest = change.at
+            newest, newest_text = change.at, change.occurred_at
         if change.source_key is not None:
             source_key = change.source_key
         if change.project is not None:
@@ -262,7 +302,7 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
         # The last change that names a person; the technical user only when none does.
         "author": author if author is not None else last.author,
         "sync_type": "partial",
-        "source_updated_at": iso(newest),
+        "source_updated_at": newest_text if _CANONICAL.fullmatch(newest_text) else iso(newest),
         "window_start": iso(window.start),
         "window_end": iso(window.end),
         "collapsed": count,
@@ -272,16 +312,24 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
     memory.field_times.update(times)
     memory.deleted = memory.deleted or deleting
     _remember(memory, ordered, window.end - dedupe_retention)
+    # The memory's own dict, not a copy: it is written to the cache within this batch, and a
+    # later window of the task in the same batch only adds to it (its row is applied after).
     return Emitted(window.task_id, update, None, delay, count, times, window.end,
-                   dict(memory.recent))
+                   memory.recent)
 
 
 def _remember(memory: TaskMemory, emitted: list[Change], forget_before: float) -> None:
+    recent = memory.recent
+    oldest = memory.recent_oldest if recent else math.inf
     for change in emitted:
-        memory.recent[change.event_id] = (change.at, change.origin)
-    stale = [event_id for event_id, (at, _) in memory.recent.items() if at < forget_before]
-    for event_id in stale:
-        del memory.recent[event_id]
+        recent[change.event_id] = (change.at, change.origin)
+        if change.at < oldest:
+            oldest = change.at
+    if oldest < forget_before:  # something may be stale (or the oldest is not known): look
+        for event_id in [e for e, (at, _) in recent.items() if at < forget_before]:
+            del recent[event_id]
+        oldest = min((at for at, _ in recent.values()), default=math.inf)
+    memory.recent_oldest = oldest
 
 
 def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
@@ -301,6 +349,10 @@ def epoch_seconds(text: str) -> float:
     return moment.timestamp()
 
 
+# The form ingest writes, which iso() gives back for the time it parses to.
+_CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
+
+
 @functools.lru_cache(maxsize=4096)
 def _second_epoch(second: str) -> float:
     return datetime.fromisoformat(second).replace(tzinfo=UTC).timestamp()
@@ -317,6 +369,15 @@ def _merge_fields(ordered: list[Change], memory: TaskMemory
                   ) -> tuple[dict[str, Any], dict[str, float]]:
     merged: dict[str, Any] = {}
     times: dict[str, float] = {}
+    applied = memory.field_times
+    if not applied or max(applied.values()) <= ordered[0].at:
+        # The usual case: no change of the window is older than a field already applied.
+        for change in ordered:
+            changes = change.changes
+            if changes:
+                merged.update(changes)
+                times.update(dict.fromkeys(changes, change.at))
+        return merged, times
     for change in ordered:
         for name, value in change.changes.items():
             # A late change never overwrites a value applied from a newer change.

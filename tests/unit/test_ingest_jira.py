@@ -594,6 +594,23 @@ def test_event_id_without_header_is_the_same_for_the_same_body() -> None:
     assert first["event_id"]
 
 
+def test_event_id_without_header_is_the_hash_the_contract_names() -> None:
+    """site|event|issue id|timestamp|changelog id, sha256, 32 hex digits: ids stay stable
+    across versions, so a replay after an upgrade still dedupes against the stored ones."""
+    import hashlib
+    change = accept(updated_body(item("summary", "x", field_id="summary"),
+                                 changelog_id="10234"))
+    text = f"{CLOUD_SITE}|jira:issue_updated|{ISSUE_ID}|{TS_MS}|10234"
+    assert change["event_id"] == hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def test_event_id_without_header_or_changelog_id_hashes_an_empty_part() -> None:
+    import hashlib
+    change = accept(body("jira:issue_deleted", event_type="issue_deleted", log=None))
+    text = f"{CLOUD_SITE}|jira:issue_deleted|{ISSUE_ID}|{TS_MS}|"
+    assert change["event_id"] == hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def test_event_id_without_header_differs_for_another_timestamp() -> None:
     first = accept(created_body())
     later = accept(created_body(timestamp=TS_MS + 1))

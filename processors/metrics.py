@@ -6,6 +6,8 @@ with a per-task or per-user value. Tests build `Metrics(CollectorRegistry())` to
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -98,3 +100,28 @@ class Metrics:
             webhook_requests=counter("webhook_requests", "Webhook requests, by source and "
                                      "outcome", ("source", "outcome")),
         )
+
+
+def observe_all(histogram: Histogram, values: Iterable[float]) -> None:
+    """`histogram.observe(v)` for each value, with one lock-taking increment per bucket
+    rather than two per value (the collapse observes two histograms per emitted update).
+
+    Uses prometheus_client's Histogram internals (`_upper_bounds`, `_buckets`, `_sum`,
+    unchanged since 0.4); without them it falls back to observe()."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    counts = [0] * len(bounds)
+    amount = 0.0
+    for value in values:
+        amount += value
+        if value == value:  # observe() puts a NaN in no bucket
+            counts[bisect.bisect_left(bounds, value)] += 1  # the first bound >= value
+    total.inc(amount)
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)

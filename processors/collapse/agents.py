@@ -37,7 +37,7 @@ from processors.collapse.logic import Arrival, Change, Emitted, PartitionWindows
 from processors.collapse.replay import emitted_event_ids
 from processors.ingest.logic import RawRecord, Rejected, dead_letter
 from processors.logs import event
-from processors.metrics import Metrics
+from processors.metrics import Metrics, observe_all
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
 from processors.runtime.records import raw_record
@@ -108,6 +108,8 @@ class CollapseStage:
     def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
         outputs: list[Output] = []
         parsed: list[tuple[PartitionState, Change]] = []
+        memories = self._memories
+        unknown: set[str] = set()  # tasks whose memory is not loaded yet
         for message in messages:
             state = self._partitions.get(message.partition() or 0)
             if state is None:
@@ -121,7 +123,9 @@ class CollapseStage:
                                                  now))
                 continue
             parsed.append((state, change))
-        self._ensure_memories({change.task_id for _, change in parsed})
+            if change.task_id not in memories:
+                unknown.add(change.task_id)
+        self._ensure_memories(unknown, parsed)
         for state, change in parsed:
             if state.covered:
                 if change.event_id in state.covered:
@@ -129,7 +133,7 @@ class CollapseStage:
                     continue
                 if change.offset + 1 >= state.replay_until:
                     state.covered = set()
-            memory = self._memories[change.task_id]
+            memory = memories[change.task_id]
             if not self._filters.permits(change, memory):
                 state.windows.observe(change.at, now)
                 continue
@@ -169,7 +173,8 @@ class CollapseStage:
         closed: Counter[str] = Counter()
         dropped: Counter[str] = Counter()
         ops: Counter[str] = Counter()
-        observe_ratio, observe_delay = metrics.collapse_ratio.observe, metrics.emit_delay.observe
+        ratios: list[float] = []
+        delays: list[float] = []
         for emitted in self._emitted:
             if emitted.update is None:
                 dropped[emitted.dropped_reason or "stale"] += 1
@@ -179,8 +184,10 @@ class CollapseStage:
             else:
                 closed["emitted"] += emitted.collapsed
                 ops[emitted.update["op"]] += 1
-                observe_ratio(emitted.collapsed)
-                observe_delay(emitted.emit_delay)
+                ratios.append(emitted.collapsed)
+                delays.append(emitted.emit_delay)
+        observe_all(metrics.collapse_ratio, ratios)
+        observe_all(metrics.emit_delay, delays)
         for reason, count in dropped.items():
             metrics.updates_filtered.labels(reason).inc(count)
         for outcome, count in closed.items():
@@ -233,21 +240,23 @@ class CollapseStage:
                                       orjson.dumps(update)))
         return outputs
 
-    def _ensure_memories(self, task_ids: set[str]) -> None:
-        missing = task_ids.difference(self._memories)
+    def _ensure_memories(self, missing: set[str],
+                         batch: list[tuple[PartitionState, Change]]) -> None:
         if not missing:
             return
-        self._evict(len(missing))
+        self._evict(len(missing), {change.task_id for _, change in batch})
         loaded = tasks.load_memories(self._connection(), missing)
         for task_id in missing:
             self._memories[task_id] = loaded.get(task_id) or TaskMemory()
 
-    def _evict(self, room: int) -> None:
-        """Forget the oldest memories of tasks without open windows (they are in PostgreSQL)."""
+    def _evict(self, room: int, batch_tasks: set[str]) -> None:
+        """Forget the oldest memories of tasks without open windows (they are in PostgreSQL)
+        and not in the batch at hand."""
         excess = len(self._memories) + room - MEMORY_CAPACITY
         if excess <= 0:
             return
         busy = {task for s in self._partitions.values() for task, _ in s.windows.windows}
+        busy |= batch_tasks
         for task_id in [t for t in self._memories if t not in busy][:excess]:
             del self._memories[task_id]
 

@@ -108,3 +108,20 @@ def test_the_stage_dead_letters_a_change_it_cannot_decode_and_goes_on() -> None:
     assert letter.topic == "sync.deadletter"
     assert orjson.loads(letter.value or b"")["error"]["type"] == "invalid_change"
     assert stage._partitions[0].next_offset == 4  # consumed: the offset moves past it
+
+
+def test_eviction_spares_tasks_of_the_batch_and_tasks_with_open_windows(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At capacity, loading new memories forgets old ones, never one the batch at hand or an
+    open window still needs (the batch looks its tasks up after the load)."""
+    from processors.collapse import agents
+    monkeypatch.setattr(agents, "MEMORY_CAPACITY", 3)
+    stage = CollapseStage(load_settings(filters_enabled=False), Metrics.create(),
+                          "postgresql://unused")
+    state = PartitionState(PartitionWindows(5.0, 1.0))
+    stage._partitions[0] = state
+    for task in ("old-1", "in-batch", "open"):
+        stage._memories[task] = TaskMemory()
+    state.windows.add(decode(task_id="open"), stage._memories["open"], 0.0)
+    stage._evict(2, {"in-batch"})
+    assert set(stage._memories) == {"in-batch", "open"}

@@ -78,14 +78,18 @@ class IngestStage:
             self._positions.pop((tp.topic, tp.partition), None)
 
     def handle(self, messages: Sequence[Message], now: float) -> list[Output]:
-        outputs = []
+        outputs: list[Output] = []
         moment = datetime.fromtimestamp(now, tz=UTC)
-        changes_topic = self._changes_topic
+        changes_topic, config, inputs = self._changes_topic, self._config, self._inputs
+        positions = self._positions
         accepted: dict[tuple[str, str], int] = {}  # the usual outcome, counted cheaply
         for message in messages:
-            record = raw_record(message, self._inputs[message.topic() or ""])
+            topic_name = message.topic() or ""
+            record = raw_record(message, inputs[topic_name])
             source = _SOURCES[record.topic]
-            result = ingest(record, self._config)
+            result = ingest(record, config)
+            # Where the partition resumes, whatever becomes of this record below.
+            positions[(topic_name, record.partition)] = record.offset + 1
             if isinstance(result, Rejected) and result.reason == "unknown_site":
                 result = self._with_cached_site(record, result)
             if isinstance(result, Accepted):
@@ -108,7 +112,6 @@ class IngestStage:
                                       [("x-boxsync-error", result.reason.encode())]))
                 self._pending[("consumed", source, "undecodable")] += 1
                 self._pending[("dead_lettered", source, result.reason)] += 1
-            self._positions[(record.topic_name, record.partition)] = record.offset + 1
         for (source, event), count in accepted.items():
             self._pending[("consumed", source, event)] += count
         return outputs

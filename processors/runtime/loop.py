@@ -17,9 +17,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from processors.logs import event
@@ -28,9 +28,9 @@ from processors.runtime.kafka import produce
 log = logging.getLogger("boxsync.loop")
 
 
-# Not frozen: one is built per produced record; a frozen __init__ costs a setattr per field.
-@dataclass(slots=True)
-class Output:
+# A msgspec struct: one is built per produced record (in C, and untracked by the cycle
+# collector, which a batch of 10,000 would otherwise trigger).
+class Output(msgspec.Struct, gc=False):
     topic: str
     key: bytes | None
     value: bytes | None
@@ -158,9 +158,13 @@ class TransactionalLoop:
                 offsets: list[TopicPartition]) -> None:
         self.stage.persist(outputs)
         producer.begin_transaction()
+        enqueue = producer.produce
         try:
             for output in outputs:
-                produce(producer, output.topic, output.value, output.key, output.headers)
+                try:  # the call itself, once per record; produce() when the queue is full
+                    enqueue(output.topic, output.value, output.key, headers=output.headers)
+                except BufferError:
+                    produce(producer, output.topic, output.value, output.key, output.headers)
             if offsets:
                 producer.send_offsets_to_transaction(
                     offsets, consumer.consumer_group_metadata(), 30)

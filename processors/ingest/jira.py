@@ -126,7 +126,7 @@ def _issue_subject(body: dict[str, Any], event: str, config: IngestConfig
     fields = _object(issue.get("fields"))
     changelog = _object(body.get("changelog"))
     kind = ISSUE_EVENT_KINDS[event]
-    changes = _changes(kind, fields, changelog, config.field_map)
+    changes = _changes(kind, fields, changelog, config)
     if kind == "updated" and not changes:
         kind = "activity"  # a comment, or only fields boxsync does not map
     return _Subject(issue.get("id"), issue.get("self"), issue.get("key"), fields,
@@ -240,11 +240,13 @@ def person(user: object) -> dict[str, Any]:
 
 
 def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
-             field_map: Mapping[str, str]) -> dict[str, Any]:
+             config: IngestConfig) -> dict[str, Any]:
     if kind == "deleted":
         return {}
+    field_map = config.field_map
     if kind == "created":
         return issue_snapshot(fields, field_map)
+    mapped = config.field_ids_by_target
     # An update reads from the snapshot only the fields its changelog names (usually one or
     # two of the ten), as issue_snapshot would give them.
     changed: dict[str, Any] = {}
@@ -255,10 +257,10 @@ def _changes(kind: str, fields: Mapping[str, Any], changelog: Mapping[str, Any],
         name = _changelog_name(item, field_map)
         if name is None:
             continue
-        found, value = _snapshot_field(name, fields, field_map)
+        found, value = _snapshot_field(name, fields, mapped)
         changed[name] = value if found else _item_value(name, item)
         if name == "status":
-            found, category = _snapshot_field("status_category", fields, field_map)
+            found, category = _snapshot_field("status_category", fields, mapped)
             if found:
                 changed["status_category"] = category
     return changed
@@ -282,13 +284,14 @@ def issue_snapshot(fields: Mapping[str, Any], field_map: Mapping[str, str]) -> d
     return out
 
 
-def _snapshot_field(name: str, fields: Mapping[str, Any], field_map: Mapping[str, str]
-                    ) -> tuple[bool, Any]:
-    """(True, value) when issue_snapshot(fields, field_map) has `name`, else (False, None)."""
-    if field_map:
+def _snapshot_field(name: str, fields: Mapping[str, Any],
+                    mapped: Mapping[str, tuple[str, ...]]) -> tuple[bool, Any]:
+    """(True, value) when issue_snapshot(fields, field_map) has `name`, else (False, None);
+    `mapped` is IngestConfig.field_ids_by_target of that field_map."""
+    if mapped:
         # A mapped custom field wins over a built-in one of the same name; the last mapped
         # one present wins, as in issue_snapshot's loop.
-        for field_id in reversed([f for f, target in field_map.items() if target == name]):
+        for field_id in mapped.get(name, ()):
             if field_id in fields:
                 return True, _custom_value(name, fields[field_id])
     if name == "status" or name == "status_category":
@@ -330,7 +333,8 @@ def _changelog_name(item: Mapping[str, Any], field_map: Mapping[str, str]) -> st
     if isinstance(field_id, str):
         if field_id in field_map:
             return field_map[field_id]
-        name = CHANGELOG_FIELDS.get(field_id.lower())
+        # Ids are lower case as a rule: the lookup without lowering first.
+        name = CHANGELOG_FIELDS.get(field_id) or CHANGELOG_FIELDS.get(field_id.lower())
         if name is not None:
             return name
     # No fieldId (Data Center, some Cloud items): fall back to the display name, which is

@@ -12,6 +12,16 @@ class IngestConfig:
     max_event_bytes: int = 1024 * 1024
     default_jira_site: str | None = None
     field_map: Mapping[str, str] = field(default_factory=dict)
+    # Derived from field_map: normalized name -> the custom field ids mapped to it, the last
+    # mapped first (the one that wins when several are present). Looked up per changed field.
+    field_ids_by_target: Mapping[str, tuple[str, ...]] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        by_target: dict[str, tuple[str, ...]] = {}
+        for field_id, target in self.field_map.items():
+            by_target[target] = (field_id, *by_target.get(target, ()))
+        object.__setattr__(self, "field_ids_by_target", by_target)
 
 
 # Not frozen: a frozen dataclass's __init__ pays a setattr call per field, once per event.

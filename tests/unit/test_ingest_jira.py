@@ -1051,7 +1051,16 @@ def test_an_update_reads_each_changed_field_as_the_full_snapshot_gives_it(
     what the whole snapshot (created events, full sync) says of the same field."""
     snapshot = jira.issue_snapshot(fields, field_map)
     for name in _SNAPSHOT_NAMES:
-        found, value = jira._snapshot_field(name, fields, field_map)
+        found, value = jira._snapshot_field(
+            name, fields, IngestConfig(field_map=field_map).field_ids_by_target)
         assert found == (name in snapshot), name
         if found:
             assert value == snapshot[name], name
+
+
+def test_field_ids_by_target_puts_the_last_mapped_id_first() -> None:
+    config = IngestConfig(field_map={"customfield_1": "status", "customfield_2": "summary",
+                                     "customfield_3": "status"})
+    assert config.field_ids_by_target == {"status": ("customfield_3", "customfield_1"),
+                                          "summary": ("customfield_2",)}
+    assert IngestConfig().field_ids_by_target == {}

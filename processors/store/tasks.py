@@ -8,11 +8,12 @@ a crash between the database commit and the Kafka commit) changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 import psycopg
+from psycopg.types.json import Jsonb
 
 from processors.collapse.logic import TaskMemory
 
@@ -32,7 +33,7 @@ INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_time
 SELECT r.task_id, r.source, r.source_key, r.project, r.fields, r.field_times, r.newest_time,
        r.oldest_time, r.author, r.source_updated_at, r.deleted, r.closed_until, r.update_id, 1,
        r.recent_events, COALESCE(r.box_ids, '{{}}')
-  FROM jsonb_to_recordset(%(rows)s::jsonb) AS r({_COLUMNS})
+  FROM jsonb_to_recordset(%(rows)s) AS r({_COLUMNS})
 ON CONFLICT (task_id) DO UPDATE SET
     source_key = COALESCE(EXCLUDED.source_key, t.source_key),
     project = COALESCE(EXCLUDED.project, t.project),
@@ -88,15 +89,14 @@ def label_tuple(value: Any) -> tuple[str, ...]:
     return tuple(label for label in value if isinstance(label, str))
 
 
-# Not frozen: one is built per emitted update, and a frozen __init__ pays a setattr per field.
-@dataclass(slots=True)
-class AppliedWindow:
+# A gc-untracked msgspec struct: one is built per emitted update.
+class AppliedWindow(msgspec.Struct, gc=False):
     """What the cache keeps of one emitted window: the update and the collapse's memory."""
 
     update: dict[str, Any]
     field_times: dict[str, float]
     window_end: float
-    recent_events: dict[str, tuple[float, str]] = field(default_factory=dict)
+    recent_events: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
     box_ids: tuple[str, ...] = ()  # the boxes holding the task after this update
 
 
@@ -126,8 +126,9 @@ def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) ->
             "box_ids": list(window.box_ids)})
     with conn.transaction():
         for rows in rounds:
-            params = {"rows": orjson.dumps(rows).decode()}
-            conn.execute(_UPSERT, params)
+            # orjson's bytes as they are (psycopg sends them as jsonb, not decoded to text and
+            # encoded back: a batch's rows are megabytes).
+            conn.execute(_UPSERT, {"rows": Jsonb(rows, dumps=orjson.dumps)})
 
 
 def sites_of_issue(conn: psycopg.Connection, issue_id: str) -> list[str]:

@@ -232,7 +232,7 @@ class CollapseStage:
                 # The cache follows the task whether or not a box takes the update.
                 self._applied.append(tasks.AppliedWindow(update, emitted.field_times,
                                                          emitted.window_end, emitted.recent,
-                                                         memory.box_ids))
+                                                         memory.box_ids, emitted.recent_whole))
                 if not delivered:
                     emitted.delivered = False
                     continue

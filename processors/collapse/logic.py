@@ -158,7 +158,10 @@ class Emitted(msgspec.Struct, gc=False):
     collapsed: int
     field_times: dict[str, float] = msgspec.field(default_factory=dict)
     window_end: float = NEVER
+    # What the cache row's recent_events takes: the window's own event ids, added to those
+    # stored, or (recent_whole) the task's whole set, replacing them after old ids were dropped.
     recent: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
+    recent_whole: bool = False
     delivered: bool = True  # False when the update reached no box (the filters)
 
 
@@ -311,25 +314,39 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
     memory.closed_until = max(memory.closed_until, window.end)
     memory.field_times.update(times)
     memory.deleted = memory.deleted or deleting
-    _remember(memory, ordered, window.end - dedupe_retention)
-    # The memory's own dict, not a copy: it is written to the cache within this batch, and a
-    # later window of the task in the same batch only adds to it (its row is applied after).
-    return Emitted(window.task_id, update, None, delay, count, times, window.end,
-                   memory.recent)
+    added = {change.event_id: (change.at, change.origin) for change in ordered}
+    if _remember(memory, added, window.end - dedupe_retention, dedupe_retention):
+        # The memory's own dict, not a copy: it is written to the cache within this batch,
+        # and a later window of the task in the same batch only adds to it.
+        return Emitted(window.task_id, update, None, delay, count, times, window.end,
+                       memory.recent, recent_whole=True)
+    return Emitted(window.task_id, update, None, delay, count, times, window.end, added)
 
 
-def _remember(memory: TaskMemory, emitted: list[Change], forget_before: float) -> None:
+def _remember(memory: TaskMemory, added: dict[str, tuple[float, str]], forget_before: float,
+              retention: float) -> bool:
+    """Add a window's event ids to the task's; True when older ones were dropped (the cache
+    row then takes the whole set instead of the added ids).
+
+    Ids are dropped in bulk, once the oldest is twice the retention old, not as each passes
+    the retention: the row of a task that changes every window then mostly grows by its new
+    ids (linear) instead of being rewritten with the whole hour's ids each time (quadratic).
+    Every id is still remembered for at least the retention, as deduplication needs."""
     recent = memory.recent
     oldest = memory.recent_oldest if recent else math.inf
-    for change in emitted:
-        recent[change.event_id] = (change.at, change.origin)
-        if change.at < oldest:
-            oldest = change.at
-    if oldest < forget_before:  # something may be stale (or the oldest is not known): look
-        for event_id in [e for e, (at, _) in recent.items() if at < forget_before]:
-            del recent[event_id]
-        oldest = min((at for at, _ in recent.values()), default=math.inf)
-    memory.recent_oldest = oldest
+    recent.update(added)
+    for at, _ in added.values():
+        if at < oldest:
+            oldest = at
+    if oldest >= forget_before - retention:
+        memory.recent_oldest = oldest
+        return False
+    # Some id is twice the retention old (or the oldest is not known, after a load): look.
+    stale = [event_id for event_id, (at, _) in recent.items() if at < forget_before]
+    for event_id in stale:
+        del recent[event_id]
+    memory.recent_oldest = min((at for at, _ in recent.values()), default=math.inf)
+    return bool(stale)
 
 
 def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:

@@ -25,7 +25,7 @@ _COLUMNS = """task_id text, source text, source_key text, project text, fields j
 # Live updates come in order, so every incoming field is at least as new as everything
 # stored and `||` is the merge; a late or replayed update takes the per-field merge.
 # INSERT ... ON CONFLICT finds each row through the primary key (a join would scan).
-_UPSERT = f"""
+_UPSERT_TEMPLATE = f"""
 INSERT INTO tasks AS t (task_id, source, source_key, project, fields, field_times,
                         newest_field_time, last_update_oldest_time, last_author,
                         source_updated_at, deleted, closed_until, last_update_id,
@@ -54,12 +54,17 @@ ON CONFLICT (task_id) DO UPDATE SET
     closed_until = GREATEST(t.closed_until, EXCLUDED.closed_until),
     last_update_id = EXCLUDED.last_update_id,
     updates_applied = t.updates_applied + 1,
-    recent_events = EXCLUDED.recent_events,
+    recent_events = {{recent_events}},
     box_ids = EXCLUDED.box_ids,
     updated_at = now()
 WHERE (NOT t.deleted OR EXCLUDED.deleted)
   AND t.last_update_id IS DISTINCT FROM EXCLUDED.last_update_id
 """
+# A row's recent_events either replaces the stored ids (after the collapse dropped old ones)
+# or is added to them (see processors.collapse.logic._remember).
+_UPSERT_REPLACING = _UPSERT_TEMPLATE.replace("{recent_events}", "EXCLUDED.recent_events")
+_UPSERT_ADDING = _UPSERT_TEMPLATE.replace("{recent_events}",
+                                          "t.recent_events || EXCLUDED.recent_events")
 
 
 # JSON has no infinity; a huge time stands for "no field" and keeps the fast path.
@@ -98,13 +103,17 @@ class AppliedWindow(msgspec.Struct, gc=False):
     window_end: float
     recent_events: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
     box_ids: tuple[str, ...] = ()  # the boxes holding the task after this update
+    # True: recent_events is the task's whole set, replacing the stored one; False: ids to add.
+    recent_whole: bool = True
 
 
 def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) -> None:
     """Upsert emitted windows in one transaction; a task's are applied in the order given."""
     if not applied:
         return
-    rounds: list[list[dict[str, Any]]] = []
+    # Per round (a task's first window of the batch, its second, ...): the rows replacing
+    # recent_events, then the rows adding to it.
+    rounds: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
     seen: dict[str, int] = {}
     for window in applied:
         update, times, window_end = window.update, window.field_times, window.window_end
@@ -112,9 +121,9 @@ def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) ->
         index = seen.get(task_id, 0)
         seen[task_id] = index + 1
         if index == len(rounds):
-            rounds.append([])
+            rounds.append(([], []))
         field_times = {k: v for k, v in times.items() if k in update["changes"]}
-        rounds[index].append({
+        rounds[index][0 if window.recent_whole else 1].append({
             "task_id": task_id, "source": update["source"],
             "source_key": update.get("source_key"), "project": update.get("project"),
             "fields": update["changes"], "field_times": field_times,
@@ -125,10 +134,12 @@ def apply_updates(conn: psycopg.Connection, applied: Sequence[AppliedWindow]) ->
             "update_id": update["update_id"], "recent_events": window.recent_events,
             "box_ids": list(window.box_ids)})
     with conn.transaction():
-        for rows in rounds:
-            # orjson's bytes as they are (psycopg sends them as jsonb, not decoded to text and
-            # encoded back: a batch's rows are megabytes).
-            conn.execute(_UPSERT, {"rows": Jsonb(rows, dumps=orjson.dumps)})
+        for replacing, adding in rounds:
+            for statement, rows in ((_UPSERT_REPLACING, replacing), (_UPSERT_ADDING, adding)):
+                if rows:
+                    # orjson's bytes as they are (psycopg sends them as jsonb, not decoded to
+                    # text and encoded back: a batch's rows are megabytes).
+                    conn.execute(statement, {"rows": Jsonb(rows, dumps=orjson.dumps)})
 
 
 def sites_of_issue(conn: psycopg.Connection, issue_id: str) -> list[str]:

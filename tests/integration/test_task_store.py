@@ -57,3 +57,28 @@ def test_a_delete_is_final(database_url: str) -> None:
         row = tasks.get_task(conn, task_id)
     assert row is not None and row["deleted"] is True
     assert row["fields"] == {"summary": "x"}
+
+
+def test_recent_events_grow_by_added_ids_and_are_replaced_by_a_whole_set(
+        database_url: str) -> None:
+    """The collapse sends a window's own ids (added to the row's) until it drops old ones,
+    then the task's whole set (replacing them); in one batch the rows apply in order."""
+    task_id = f"jira:store-{uuid.uuid4().hex[:8]}:3"
+
+    def window(update_id: str, at: float, recent: dict[str, tuple[float, str]],
+               whole: bool) -> tasks.AppliedWindow:
+        applied = update(task_id, update_id, {"summary": update_id}, at)
+        applied.recent_events, applied.recent_whole = recent, whole
+        return applied
+
+    with db.connect(database_url, autocommit=True) as conn:
+        tasks.apply_updates(conn, [window("a", 1, {"a": (1.0, "o:0:1")}, whole=False)])
+        tasks.apply_updates(conn, [window("b", 2, {"b": (2.0, "o:0:2")}, whole=False),
+                                   window("c", 3, {"c": (3.0, "o:0:3")}, whole=False)])
+        assert tasks.load_memories(conn, [task_id])[task_id].recent == {
+            "a": (1.0, "o:0:1"), "b": (2.0, "o:0:2"), "c": (3.0, "o:0:3")}
+        tasks.apply_updates(conn, [
+            window("d", 4, {"c": (3.0, "o:0:3"), "d": (4.0, "o:0:4")}, whole=True),
+            window("e", 5, {"e": (5.0, "o:0:5")}, whole=False)])
+        assert tasks.load_memories(conn, [task_id])[task_id].recent == {
+            "c": (3.0, "o:0:3"), "d": (4.0, "o:0:4"), "e": (5.0, "o:0:5")}

@@ -384,15 +384,29 @@ def test_the_same_record_read_again_after_a_crash_is_not_a_duplicate() -> None:
     assert update["update_id"] == emitted["update_id"]
 
 
-def test_event_ids_are_forgotten_after_the_dedupe_retention() -> None:
+def test_event_ids_are_remembered_for_the_retention_and_dropped_in_bulk_after_twice() -> None:
+    """Kept at least the retention; dropped together once the oldest is twice that old, so
+    a busy task's cache row mostly grows by its new ids instead of being rewritten whole."""
     windows = PartitionWindows(interval=INTERVAL, grace=GRACE, dedupe_retention=3600)
     memories: defaultdict[str, TaskMemory] = defaultdict(TaskMemory)
-    feed(windows, memories, [change(1.0, event_id="old", changes={"summary": "a"})])
-    close(windows, memories)
-    assert "old" in memories[TASK].recent
-    feed(windows, memories, [change(4000.0, event_id="new", changes={"summary": "b"})], now=FAR)
-    close(windows, memories, now=FAR + 60)
-    assert set(memories[TASK].recent) == {"new"}
+    emitted = feed_and_close(windows, memories, change(1.0, event_id="old"))
+    assert (emitted.recent, emitted.recent_whole) == ({"old": (T0 + 1.0, "")}, False)
+    # Past the retention but not twice it: still remembered, and the row only adds the new id.
+    emitted = feed_and_close(windows, memories, change(4000.0, event_id="mid"))
+    assert set(memories[TASK].recent) == {"old", "mid"}
+    assert (set(emitted.recent), emitted.recent_whole) == ({"mid"}, False)
+    # Twice the retention: every id older than the retention goes, and the row is rewritten.
+    emitted = feed_and_close(windows, memories, change(7300.0, event_id="new"))
+    assert set(memories[TASK].recent) == {"mid", "new"}
+    assert emitted.recent_whole and emitted.recent is memories[TASK].recent
+
+
+def feed_and_close(windows: PartitionWindows, memories: defaultdict[str, TaskMemory],
+                   one: Change) -> Emitted:
+    one.changes = {"summary": one.event_id}
+    windows.add(one, memories[one.task_id], FAR)
+    [emitted] = windows.close_due(memories, FAR + 60)
+    return emitted
 
 
 # --------------------------------------------------------------------------------------------

@@ -127,7 +127,8 @@ class TaskMemory(msgspec.Struct, gc=False):
     deleted: bool = False
     closed_until: float = NEVER  # end of the last window emitted for the task
     field_times: dict[str, float] = msgspec.field(default_factory=dict)
-    # event id -> (source time, origin) of the changes emitted within the dedupe retention
+    # event id -> (source time, origin) of the changes emitted: every one for at least the
+    # dedupe retention, none much past twice that (see _remember)
     recent: dict[str, tuple[float, str]] = msgspec.field(default_factory=dict)
     # No entry of `recent` is older than this (NEVER: not known, look).
     recent_oldest: float = NEVER

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -244,19 +244,20 @@ class CollapseStage:
                          batch: list[tuple[PartitionState, Change]]) -> None:
         if not missing:
             return
-        self._evict(len(missing), {change.task_id for _, change in batch})
+        # A generator: the batch's tasks are gathered only when the capacity is reached.
+        self._evict(len(missing), (change.task_id for _, change in batch))
         loaded = tasks.load_memories(self._connection(), missing)
         for task_id in missing:
             self._memories[task_id] = loaded.get(task_id) or TaskMemory()
 
-    def _evict(self, room: int, batch_tasks: set[str]) -> None:
+    def _evict(self, room: int, batch_tasks: Iterable[str]) -> None:
         """Forget the oldest memories of tasks without open windows (they are in PostgreSQL)
         and not in the batch at hand."""
         excess = len(self._memories) + room - MEMORY_CAPACITY
         if excess <= 0:
             return
         busy = {task for s in self._partitions.values() for task, _ in s.windows.windows}
-        busy |= batch_tasks
+        busy.update(batch_tasks)
         for task_id in [t for t in self._memories if t not in busy][:excess]:
             del self._memories[task_id]
 

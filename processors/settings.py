@@ -6,6 +6,7 @@ It is built once at the entry point (`boxsync ...`) and passed down; nothing els
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
@@ -28,6 +29,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     database_url: SecretStr | None = None
+    # The tenant's PostgreSQL schema; default: derived from the topic prefix (`public` for
+    # none; processors.store.tenancy says how and why).
+    database_schema: str | None = None
     jira_site: str | None = None
     topic_prefix: str = ""
     partitions: int = Field(4, ge=1, le=256)
@@ -80,6 +84,13 @@ class Settings(BaseSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name such as UTC)") from exc
+        return value
+
+    @field_validator("database_schema")
+    @classmethod
+    def _schema_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", value):
+            raise ValueError(f"expected a lower-case SQL identifier (a-z, 0-9, _), got {value!r}")
         return value
 
     @field_validator("jira_field_map", mode="before")

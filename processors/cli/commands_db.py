@@ -7,9 +7,9 @@ import orjson
 
 from processors.cli.common import BoxsyncError, CliContext
 from processors.runtime.preflight import check_database, check_database_reachable
-from processors.stack.postgres import resolve_database_url
+from processors.stack.postgres import resolve_database_url, server_database_url
 from processors.store import db as store_db
-from processors.store import tasks
+from processors.store import tasks, tenancy
 
 
 @click.group("db")
@@ -18,16 +18,42 @@ def db_group() -> None:
 
 
 @db_group.command("migrate")
+@click.option("--tenant", "prefixes", multiple=True, metavar="PREFIX",
+              help="Migrate the schema of the tenant with this topic prefix (repeatable; "
+                   "\"\" is the unprefixed tenant). Default: BOXSYNC_TOPIC_PREFIX's.")
+@click.option("--all", "every", is_flag=True,
+              help="Also migrate every schema of the database migrated before.")
 @click.pass_obj
-def migrate(obj: CliContext) -> None:
-    """Apply the versioned SQL migrations not applied yet (safe to run again)."""
-    url = resolve_database_url(obj.settings)
-    check_database_reachable(url)
-    applied = store_db.migrate(url)
-    for migration in applied:
-        click.echo(f"applied  {migration.version:04d}_{migration.name}")
+def migrate(obj: CliContext, prefixes: tuple[str, ...], every: bool) -> None:
+    """Apply the versioned SQL migrations not applied yet (safe to run again).
+
+    Each tenant (topic prefix) has its own PostgreSQL schema, created here: `public` for the
+    empty prefix, `boxsync_<prefix>_<hash>` otherwise (BOXSYNC_DATABASE_SCHEMA overrides).
+
+    \b
+    Examples:
+      boxsync db migrate                          # this tenant (BOXSYNC_TOPIC_PREFIX)
+      boxsync db migrate --tenant acme. --tenant globex.
+      boxsync db migrate --all                    # after an upgrade: every tenant
+    """
+    settings = obj.settings
+    server = server_database_url(settings)
+    check_database_reachable(server)
+    urls = {}
+    for prefix in prefixes or (settings.topic_prefix,):
+        url = resolve_database_url(settings.model_copy(update={
+            "topic_prefix": prefix, "database_schema": None if prefixes else
+            settings.database_schema}))
+        urls[tenancy.schema_of(url)] = url
+    if every:
+        for schema in store_db.migrated_schemas(server):
+            urls.setdefault(schema, tenancy.with_schema(server, schema))
     latest = max((m.version for m in store_db.migrations()), default=0)
-    click.echo(f"database is at version {latest} ({len(applied)} applied now)")
+    for schema, url in urls.items():
+        applied = store_db.migrate(url)
+        for migration in applied:
+            click.echo(f"applied  {migration.version:04d}_{migration.name} in {schema}")
+        click.echo(f"schema {schema} is at version {latest} ({len(applied)} applied now)")
 
 
 @click.group()

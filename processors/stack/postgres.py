@@ -49,6 +49,7 @@ from processors.stack.services import (
     tail,
     write_pid,
 )
+from processors.store import tenancy
 
 NAME = "postgres"
 DATABASE = "boxsync"
@@ -184,7 +185,13 @@ def status(settings: Settings) -> ServiceStatus:
 
 
 def resolve_database_url(settings: Settings) -> str:
-    """The URL the worker and the tests connect to: external if set, else the embedded one."""
+    """The URL the worker and the tests connect to, external if set, else the embedded one,
+    with the tenant's schema as its search_path (processors.store.tenancy)."""
+    return tenancy.with_schema(server_database_url(settings), tenancy.schema_for(settings))
+
+
+def server_database_url(settings: Settings) -> str:
+    """The database server's URL as configured, without a tenant's schema."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
     paths = paths_for(settings)

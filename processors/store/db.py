@@ -3,6 +3,9 @@
 Migrations are the files `processors/store/migrations/NNNN_name.sql`, applied in order, each in
 its own transaction, recorded in `schema_migrations`; an advisory lock keeps two workers from
 migrating at once. Applying them again does nothing.
+
+Each tenant has its own schema (processors.store.tenancy): `migrate` creates it and applies
+the migrations inside it; the SQL files name no schema, the connection's search_path does.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from importlib import resources
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.types.json import set_json_loads
+
+from processors.store.tenancy import schema_of
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x626F7873  # "boxs"
@@ -44,11 +50,14 @@ def migrations() -> list[Migration]:
 
 
 def migrate(url: str) -> list[Migration]:
-    """Apply the migrations not applied yet; returns those applied now."""
+    """Create the URL's tenant schema if needed and apply the migrations not applied there
+    yet; returns those applied now."""
     applied_now = []
+    schema = schema_of(url)
     with connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (_LOCK_KEY, schema))
         try:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
                 version integer PRIMARY KEY, name text NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now())""")
@@ -62,7 +71,7 @@ def migrate(url: str) -> list[Migration]:
                                  (migration.version, migration.name))
                 applied_now.append(migration)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK_KEY, schema))
     return applied_now
 
 
@@ -73,3 +82,20 @@ def pending(url: str) -> list[Migration]:
         if exists and exists[0]:
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     return [m for m in migrations() if m.version not in done]
+
+
+def migrated_schemas(url: str) -> list[str]:
+    """Every schema of the database that boxsync has migrated (has a `schema_migrations`)."""
+    with connect(url, autocommit=True) as conn:
+        rows = conn.execute("""SELECT table_schema FROM information_schema.tables
+                                WHERE table_name = 'schema_migrations'
+                                ORDER BY table_schema""").fetchall()
+    return [row[0] for row in rows]
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop a tenant's schema and everything in it (tests and benchmarks clean up so)."""
+    if schema == "public":
+        raise ValueError("refusing to drop the public schema")
+    with connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

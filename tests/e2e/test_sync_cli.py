@@ -30,6 +30,7 @@ from tests.support.kafka import (
     unique_prefix,
     worker_env,
 )
+from tests.support.tenants import drop_tenant, migrate_tenant
 
 pytestmark = pytest.mark.e2e
 
@@ -47,8 +48,10 @@ def settings(base_settings: Settings, database_url: str) -> Iterator[Settings]:
     settings = base_settings.model_copy(update={"topic_prefix": unique_prefix(),
                                                 "partitions": 2})
     create_topics(settings)
+    migrate_tenant(settings)
     yield settings
     delete_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    drop_tenant(settings)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from processors.settings import Settings
+from processors.stack.postgres import resolve_database_url
 from processors.store import db, tasks
 from schemas.events import DeadLetter, TaskUpdate
 from tests.support import jira_bodies as jb
@@ -122,7 +123,7 @@ def test_bad_body_is_dead_lettered_and_the_next_body_still_flows(
 
 
 def test_kill_9_with_a_window_open_emits_it_once_after_restart(
-        own_topics: Callable[..., Settings], database_url: str,
+        own_topics: Callable[..., Settings],
         start_worker: Callable[..., WorkerProcess]) -> None:
     """One partition, interval 10 s. Task A's window opens first; task B's changes come after
     it in the partition but in the previous window, which closes (and is emitted) while A's is
@@ -161,7 +162,7 @@ def test_kill_9_with_a_window_open_emits_it_once_after_restart(
     assert a_update["changes"]["summary"] == "A v2"
     assert a_update["changes"]["status"] == "In Progress"
     assert a_update["author"]["id"] == "557058:bob"
-    with db.connect(database_url, autocommit=True) as conn:
+    with db.connect(resolve_database_url(settings), autocommit=True) as conn:
         row = tasks.get_task(conn, f"jira:{site}:400")
     assert row is not None and row["fields"]["summary"] == "A v2"
     assert orjson.loads(orjson.dumps(row["last_author"]))["id"] == "557058:bob"

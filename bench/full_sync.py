@@ -365,11 +365,12 @@ def measure(server: Server, run: str, args: argparse.Namespace) -> Measured:
 
 def define(conn: psycopg.Connection, box: Box, project: str) -> None:
     """The box and its scope owner's grant, as the boxes stage stores them from the topics."""
-    boxes.upsert_reference(conn, "box.definitions", box.box_id, box.model_dump(mode="json"), 0, 0)
+    boxes.upsert_reference(conn, "box.definitions", box.box_id, box.model_dump(mode="json"), "",
+                           0, 0)
     boxes.ensure_box_state(conn, box.box_id)
     boxes.upsert_reference(conn, "jira.permissions", f"{OWNER['id']}|{project}", {
         "schema_version": 1, "user_id": OWNER["id"], "project": project,
-        "permissions": ["BROWSE_PROJECTS"]}, 0, 0)
+        "permissions": ["BROWSE_PROJECTS"]}, "", 0, 0)
 
 
 class Runner:

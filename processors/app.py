@@ -21,11 +21,13 @@ from processors.boxes.agents import BoxesStage
 from processors.collapse.agents import CollapseStage
 from processors.ingest.agents import IngestStage
 from processors.metrics import Metrics
+from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import consumer_config, group_id, producer_config
 from processors.runtime.loop import TransactionalLoop
 from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
 from processors.store import db
+from processors.store.tenancy import schema_of
 from processors.sync.runner import SyncRunner
 from processors.web.webhooks import register_webhooks
 
@@ -51,14 +53,18 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
     # Stable per process across restarts, distinct between processes: a restarted process
     # fences its killed predecessor, and two processes never fence each other.
     transactional_id = f"{settings.topic_prefix}boxsync-{process_name}-{settings.worker_instance}"
+    admin = admin_client(settings.kafka_bootstrap)
     return TransactionalLoop(
         stage, consumer_config(settings, group_id(settings, stage.name)),
         producer_config(settings, transactional_id),
+        topic_ids=lambda names: topic_ids(admin, names),
         on_error=lambda name: metrics.stage_errors.labels(name).inc(),
         on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records))
 
 
-def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust.App:
+def create_app(settings: Settings, metrics: Metrics, database_url: str,
+               recreated_topics: list[dict[str, str]] | None = None) -> faust.App:
+    """`recreated_topics`: the topics found re-created at start (shown by /readyz)."""
     app = faust.App(
         f"{settings.topic_prefix}boxsync",
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -101,7 +107,10 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str) -> faust
         except Exception as exc:
             problems.append(f"postgres: {type(exc).__name__}")
         status = 503 if problems else 200
-        return web.json({"ready": not problems, "problems": problems}, status=status)
+        details = {"database_schema": schema_of(database_url),
+                   "topics_recreated_since_last_start": recreated_topics or []}
+        return web.json({"ready": not problems, "problems": problems, "details": details},
+                        status=status)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -17,3 +17,10 @@ class UnavailableError(BoxsyncError):
     """A service (Kafka, PostgreSQL, a REST source) did not answer; it may later."""
 
     retriable = True
+
+
+class TopicRecreatedError(BoxsyncError):
+    """A topic a stage reads was deleted and created again while the stage ran: its positions
+    and what it derived from the old incarnation no longer hold; the stage starts over."""
+
+    retriable = True

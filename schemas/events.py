@@ -38,6 +38,9 @@ class Origin(Message):
     topic: str
     partition: int
     offset: int
+    # Additive: the broker's id of the topic's incarnation; offsets of two incarnations of
+    # one topic name different records.
+    topic_id: str | None = None
 
 
 class ChangeEvent(Message):

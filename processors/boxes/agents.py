@@ -8,9 +8,13 @@ events), `sync.commands` (SyncCommand). Output: PostgreSQL `reference_records`, 
 handled commands; `sync.deadletter` for records that do not decode. No window.
 
 Delivery: each batch's database writes commit in one transaction before its outputs and
-offsets commit in one Kafka transaction; every write is idempotent (newer-offset guard,
+offsets commit in one Kafka transaction; every write is idempotent (newer-record guard,
 warnings keyed by cause, commands by id, a handled command's statuses published again as
 they were), so a replay after a crash changes nothing twice and emits nothing twice.
+Incarnations (processors.runtime.incarnations): reference rows, warning causes and command
+origins name the incarnation of the topic they came from. At start, a reference topic whose
+stored rows came from another incarnation (it was deleted and created again, or the tenant
+was restored elsewhere) is read whole and its view replaced in one transaction.
 The collapse processes read the same reference topics themselves (processors.filters.reader);
 this stage keeps what boxsync adds: warnings, flags, the audit log.
 """
@@ -37,12 +41,15 @@ from processors.boxes.logic import (
     warnings_for_event,
     warnings_for_revoked_grant,
 )
+from processors.boxes.rebuild import latest_records, valid_rows
 from processors.filters.reference import BadReference, ReferenceState
 from processors.ingest.logic import Rejected, dead_letter, iso_utc
 from processors.logs import event
 from processors.metrics import Metrics
+from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
+from processors.runtime.origins import origin as record_origin
 from processors.runtime.records import raw_record
 from processors.settings import Settings
 from processors.store import boxes, db
@@ -73,13 +80,39 @@ class BoxesStage:
         self._status_topic = topic(settings, SYNC_STATUS)
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
         self._conn: psycopg.Connection | None = None
+        self._admin = admin_client(settings.kafka_bootstrap)
+        self._ids: dict[str, str] = {}  # registry name → id of the topic's incarnation
         self._next: dict[tuple[str, int], int] = {}
         self._dead: Counter[str] = Counter()
         self._commands = CommandHandler(settings, metrics, functools.partial(
             queue_sync_run, tenant=settings.topic_prefix))
 
     def prepare(self) -> None:
-        """Nothing to load: every decision reads PostgreSQL."""
+        """Learn the topics' incarnations; rebuild the view of a re-created reference topic.
+        Every decision reads PostgreSQL: nothing else to load."""
+        ids = topic_ids(self._admin, self._names)
+        self._ids = {self._names[full]: topic_id for full, topic_id in ids.items()}
+        conn = self._connection()
+        for spec in _REFERENCE:
+            current = self._ids[spec.name]
+            stored = boxes.reference_incarnations(conn, spec.name)
+            if stored - {current, ""}:
+                self._rebuild(conn, spec.name, topic(self._settings, spec), current, stored)
+            elif "" in stored:
+                boxes.adopt_incarnation(conn, spec.name, current)
+
+    def _rebuild(self, conn: psycopg.Connection, name: str, full_name: str, current: str,
+                 stored: set[str]) -> None:
+        rows, invalid = valid_rows(name, latest_records(self._settings, full_name))
+        dropped, refused = boxes.replace_reference_topic(conn, name, current, rows)
+        if name == BOX_DEFINITIONS.name:
+            for row in rows:
+                if row.value is not None:
+                    boxes.ensure_box_state(conn, row.key)
+        event(log, logging.WARNING, "reference topic re-created: its view was rebuilt from "
+              "the new incarnation", topic=full_name, topic_id=current,
+              previous_topic_ids=sorted(stored - {current, ""}), rows_before=dropped,
+              rows_now=len(rows) - refused, invalid=invalid + refused)
 
     def topics(self) -> list[str]:
         return list(self._names)
@@ -145,7 +178,8 @@ class BoxesStage:
         if name == SYNC_COMMANDS.name:
             if value is None:
                 raise BadReference("a command cannot be a tombstone")
-            origin = f"{name}:{message.partition()}:{message.offset()}"
+            origin = record_origin(name, self._ids.get(name), message.partition(),
+                                   message.offset())
             return self._outputs(self._commands.handle(conn, value, origin, now, at))
         if name == SYNC_REFERENCE.name:
             if value is None:
@@ -157,13 +191,14 @@ class BoxesStage:
                           value: dict[str, Any] | None, message: Message, at: str
                           ) -> list[dict[str, Any]]:
         ReferenceState().apply(name, key, value)  # validates: BadReference when invalid
-        boxes.upsert_reference(conn, name, key, value, message.partition() or 0,
-                               message.offset() or 0)
+        boxes.upsert_reference(conn, name, key, value, self._ids.get(name, ""),
+                               message.partition() or 0, message.offset() or 0)
         if name == BOX_DEFINITIONS.name and value is not None:
             boxes.ensure_box_state(conn, key)
         if name == JIRA_PERMISSIONS.name and value is None:
             user_id, _, project = key.partition("|")
-            cause = f"{name}:{message.partition()}:{message.offset()}"
+            cause = record_origin(name, self._ids.get(name), message.partition(),
+                                  message.offset())
             found = warnings_for_revoked_grant(user_id, project, cause,
                                                boxes.boxes_naming(conn, project))
             return self._raise(conn, found, at)

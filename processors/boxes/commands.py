@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from processors.boxes.logic import sync_status
 from processors.metrics import Metrics
+from processors.runtime.origins import same_record
 from processors.settings import Settings
 from processors.store import boxes, runs
 from processors.sync.decisions import BoxView, Decision, TenantView, decide
@@ -54,7 +55,7 @@ class CommandHandler:
             return self._invalid(conn, value, origin, exc, at)
         seen = boxes.logged_command(conn, command.command_id)
         if seen is not None:
-            if seen[0] == origin:
+            if same_record(seen[0], origin):
                 return seen[1]
             self._counts[(command.type, "duplicate")] += 1
             return []
@@ -105,7 +106,7 @@ class CommandHandler:
             raise ValueError(f"not a SyncCommand ({problem})")
         seen = boxes.logged_command(conn, command_id)
         if seen is not None:
-            return seen[1] if seen[0] == origin else []
+            return seen[1] if same_record(seen[0], origin) else []
         box_id = value.get("box_id") if isinstance(value.get("box_id"), str) else None
         status = sync_status(box_id, "refused", at, reason="invalid_command",
                              command_id=command_id)

@@ -9,8 +9,9 @@ import click
 from processors.cli.common import CliContext
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
-from processors.runtime.preflight import check_database, wait_for_topics
+from processors.runtime.preflight import check_database, note_incarnations, wait_for_topics
 from processors.stack.postgres import resolve_database_url
+from processors.store.tenancy import schema_of
 
 
 @click.command()
@@ -39,10 +40,15 @@ def worker(obj: CliContext) -> None:
     wait_for_topics(settings)
     database_url = resolve_database_url(settings)
     check_database(database_url)
-    app = create_app(settings, Metrics.create(), database_url)
-    event(logging.getLogger("boxsync.worker"), logging.INFO, "starting worker",
+    log = logging.getLogger("boxsync.worker")
+    recreated = note_incarnations(settings, database_url)
+    for change in recreated:
+        event(log, logging.WARNING, "topic re-created since the last start; the stages read "
+              "it from its start and rebuild what they derived from it", **change)
+    app = create_app(settings, Metrics.create(), database_url, recreated)
+    event(log, logging.INFO, "starting worker",
           kafka=settings.kafka_bootstrap, web=f"{settings.web_bind}:{settings.web_port}",
-          topic_prefix=settings.topic_prefix,
+          topic_prefix=settings.topic_prefix, database_schema=schema_of(database_url),
           interval_seconds=settings.collapse_interval_seconds)
     faust.Worker(app, loglevel=settings.log_level,
                  logging_config=logging_config(settings.log_level, settings.log_format),

@@ -85,9 +85,9 @@ class CollapseStage:
         return [self._input]
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(
-            [TopicPartition(self._input, tp.partition) for tp in partitions], timeout=15)
-        for tp in committed:
+        # Each partition comes with its committed offset and metadata (the loop looked them
+        # up, and blanked those of another incarnation of the topic).
+        for tp in partitions:
             _, high = consumer.get_watermark_offsets(tp, timeout=15)
             covered = emitted_event_ids(self._settings, self._updates_topic, tp.partition,
                                         tp.metadata)

@@ -38,6 +38,9 @@ from typing import Any
 
 import msgspec
 
+from processors.runtime.origins import origin as record_origin
+from processors.runtime.origins import same_record
+
 NEVER = -math.inf
 
 
@@ -64,7 +67,7 @@ class Change(msgspec.Struct, gc=False):
     changes: dict[str, Any]
     tiebreak: str
     offset: int
-    origin: str = ""  # the raw record it came from, `topic:partition:offset`
+    origin: str = ""  # the raw record it came from, `topic[@topic id]:partition:offset`
     # `at` as written (or ""): in the canonical form (`...T12:00:00.000Z`, as ingest writes
     # it), the update's source_updated_at without formatting the time again.
     occurred_at: str = ""
@@ -83,7 +86,8 @@ class Change(msgspec.Struct, gc=False):
         return cls(str(wire.event_id), wire.task_id, wire.source, wire.source_key,
                    wire.project, wire.kind, epoch_seconds(text), wire.author,
                    wire.changes or {}, wire.tiebreak or "", offset,
-                   f"{origin.topic}:{origin.partition}:{origin.offset}" if origin is not None
+                   record_origin(origin.topic, origin.topic_id, origin.partition,
+                                 origin.offset) if origin is not None
                    else "None:None:None", text)
 
 
@@ -91,6 +95,7 @@ class _WireOrigin(msgspec.Struct):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    topic_id: str | None = None
 
 
 class _WireChange(msgspec.Struct):
@@ -198,7 +203,9 @@ class PartitionWindows:
         self.stream_time = change.at if change.at > stream_time else stream_time
         self.last_event_wall = now
         emitted_from = memory.recent.get(change.event_id)
-        if emitted_from is not None and emitted_from[1] != change.origin:
+        # The same event id from another record is a second delivery; from the same record
+        # (same incarnation of its topic), a re-read after a restart.
+        if emitted_from is not None and not same_record(emitted_from[1], change.origin):
             return Arrival.DUPLICATE
         start = math.floor(change.at / self.interval) * self.interval
         window = self.windows.get((change.task_id, start))

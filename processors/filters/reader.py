@@ -7,6 +7,9 @@ applies what arrived since, without waiting, once per loop turn. The box flags b
 itself (corrupted scope, waiting for a full sync: PostgreSQL `box_state`, written by the boxes
 stage) are read incrementally by sequence number at most once per `FLAGS_POLL_SECONDS`.
 A change to a box or a permission therefore takes effect within about a second.
+A reference topic deleted and created again while the process runs (its incarnation changed,
+processors.runtime.incarnations) is noticed within `CHECK_SECONDS`, and the whole state is
+loaded again from the new topics: nothing of the old incarnation stays mixed in.
 
 Records that do not decode are skipped here: the boxes stage, which reads the same topics,
 dead-letters and counts them once.
@@ -25,6 +28,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Top
 from processors.filters.logic import BoxFlags, Directory
 from processors.filters.reference import BadReference, ReferenceState
 from processors.logs import event
+from processors.runtime.incarnations import IncarnationWatch, admin_client, topic_ids
 from processors.runtime.kafka import consumer_config, topic
 from processors.settings import Settings
 from schemas.reference import KeyResultLink
@@ -50,6 +54,8 @@ class ReferenceReader:
         self._clock = clock
         self._names = {topic(settings, spec): spec.name for spec in REFERENCE_TOPICS}
         self._consumer: Consumer | None = None
+        self._admin = admin_client(settings.kafka_bootstrap)
+        self._watch: IncarnationWatch | None = None
         self._flags_seq = 0
         self._flags_read_at = -FLAGS_POLL_SECONDS
         self._directory: Directory | None = None
@@ -63,6 +69,8 @@ class ReferenceReader:
         self.close()
         self.state, self.flags, self._flags_seq = ReferenceState(), {}, 0
         self._directory, self._links = None, None
+        ids = topic_ids(self._admin, self._names)
+        self._watch = IncarnationWatch(lambda: topic_ids(self._admin, self._names), ids)
         consumer = Consumer(consumer_config(
             self._settings, f"{self._settings.topic_prefix}boxsync-reference-reader",
             **{"enable.partition.eof": True}))
@@ -89,6 +97,14 @@ class ReferenceReader:
 
     def refresh(self) -> None:
         """Apply reference records and flag changes that arrived since the last call."""
+        if self._watch is not None:
+            changed = self._watch.changed(self._clock())
+            if changed:
+                event(log, logging.WARNING, "reference topic re-created; loading the "
+                      "reference data again from the new incarnation",
+                      topics=sorted(changed))
+                self.load()
+                return
         if self._consumer is not None:
             for message in self._consumer.consume(1000, 0):
                 if message.error() is None:

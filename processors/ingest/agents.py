@@ -29,6 +29,7 @@ from processors.ingest.logic import (
     ingest,
 )
 from processors.metrics import Metrics
+from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
 from processors.runtime.records import raw_record
@@ -61,11 +62,14 @@ class IngestStage:
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
         self._reference_topic = topic(settings, SYNC_REFERENCE)
         self._positions: dict[tuple[str, int], int] = {}
+        self._admin = admin_client(settings.kafka_bootstrap)
+        self._topic_ids: dict[str, str] = {}
         # Counted when the batch commits, so a re-read batch is not counted twice.
         self._pending: Counter[tuple[str, str, str]] = Counter()
 
     def prepare(self) -> None:
-        """Nothing to load before taking partitions."""
+        """The ids of the raw topics' incarnations, which each change's origin names."""
+        self._topic_ids = topic_ids(self._admin, self._inputs)
 
     def topics(self) -> list[str]:
         return list(self._inputs)
@@ -81,11 +85,11 @@ class IngestStage:
         outputs: list[Output] = []
         moment = datetime.fromtimestamp(now, tz=UTC)
         changes_topic, config, inputs = self._changes_topic, self._config, self._inputs
-        positions = self._positions
+        positions, ids = self._positions, self._topic_ids
         accepted: dict[tuple[str, str], int] = {}  # the usual outcome, counted cheaply
         for message in messages:
             topic_name = message.topic() or ""
-            record = raw_record(message, inputs[topic_name])
+            record = raw_record(message, inputs[topic_name], ids.get(topic_name))
             source = _SOURCES[record.topic]
             result = ingest(record, config)
             # Where the partition resumes, whatever becomes of this record below.

@@ -110,8 +110,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         "occurred_at": _iso_ms(occurred_ms),
         "author": subject.author,
         "changes": subject.changes,
-        "origin": {"topic": record.topic_name, "partition": record.partition,
-                   "offset": record.offset},
+        "origin": record.origin(),
         "tiebreak": _tiebreak(subject.discriminator),
         "upstream_event": event,
     }
@@ -217,8 +216,7 @@ def reference(body: dict[str, Any], event: str, record: Any, config: IngestConfi
         "data": {name: clean_text(value) if isinstance(value, str) else value
                  for name in _REFERENCE_DATA
                  if isinstance(value := subject.get(name), str | int | float | bool)},
-        "origin": {"topic": record.topic_name, "partition": record.partition,
-                   "offset": record.offset},
+        "origin": record.origin(),
     }
     return Reference(f"{entity}:{site or ''}:{entity_id}", reference_event, "jira", event)
 

@@ -38,10 +38,20 @@ class RawRecord:
     headers: Mapping[str, bytes | None] = field(default_factory=dict)
     # The topic's real name, with BOXSYNC_TOPIC_PREFIX (empty: the same as `topic`).
     full_topic: str = ""
+    # The id of the topic's incarnation (processors.runtime.incarnations), when known.
+    topic_id: str | None = None
 
     @property
     def topic_name(self) -> str:
         return self.full_topic or self.topic
+
+    def origin(self) -> dict[str, str | int]:
+        """The ChangeEvent's `origin`: this record's coordinates and topic incarnation."""
+        found: dict[str, str | int] = {"topic": self.full_topic or self.topic,
+                                       "partition": self.partition, "offset": self.offset}
+        if self.topic_id is not None:
+            found["topic_id"] = self.topic_id
+        return found
 
     def header(self, name: str) -> str | None:
         raw = self.headers.get(name)

@@ -118,8 +118,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         "occurred_at": occurred_at,
         "author": person(action),
         "changes": changes,
-        "origin": {"topic": record.topic_name, "partition": record.partition,
-                   "offset": record.offset},
+        "origin": record.origin(),
         # Action ids are ObjectIds: their hex starts with the creation second, so they sort
         # by time (and are unique) within equal action dates.
         "tiebreak": action_id or "",
@@ -158,8 +157,7 @@ def board_event(action: dict[str, Any], action_type: str, record: Any
         "source": "trello", "site": None, "upstream_event": upstream, "entity": "board",
         "entity_id": board_id, "project": f"trello:{board_id}", "occurred_at": occurred_at,
         "data": {"name": clean_text(name)} if isinstance(name, str) else {},
-        "origin": {"topic": record.topic_name, "partition": record.partition,
-                   "offset": record.offset},
+        "origin": record.origin(),
     }
     return Reference(f"board:trello:{board_id}", reference_event, "trello", action_type)
 

@@ -8,6 +8,11 @@ either the whole batch committed or none of it; the re-read batch gives the same
 
 Any unexpected error ends the session: the open transaction is aborted, the stage drops its
 in-memory state, and a new session re-reads from the committed offsets after a back-off.
+
+Offsets are committed with the id of their topic's incarnation in their metadata; an offset
+committed for another incarnation (the topic was deleted and created again, or restored on
+another cluster) is not resumed from: that partition is read from its start. A topic
+re-created while the session runs ends the session (processors.runtime.incarnations).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import Any, Protocol
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from processors.errors import TopicRecreatedError
 from processors.logs import event
+from processors.runtime.incarnations import IncarnationWatch, resume_positions, stamp
 from processors.runtime.kafka import produce
 
 log = logging.getLogger("boxsync.loop")
@@ -58,7 +65,8 @@ class TransactionalLoop:
                  on_batch: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.time, batch_size: int = 10000,
                  poll_timeout: float = 0.2, linger: float = 0.1,
-                 backoff: float = 2.0) -> None:
+                 backoff: float = 2.0,
+                 topic_ids: Callable[[list[str]], dict[str, str]] | None = None) -> None:
         self.stage = stage
         self._consumer_config = consumer_config
         self._producer_config = producer_config
@@ -69,6 +77,9 @@ class TransactionalLoop:
         self._poll_timeout = poll_timeout
         self._linger = linger
         self._backoff = backoff
+        # Topic name → id of its incarnation (processors.runtime.incarnations.topic_ids);
+        # None: offsets are committed unstamped (unit tests without a broker).
+        self._topic_ids = topic_ids
         self.last_beat = 0.0  # wall time of the last completed iteration (for /readyz)
         self.assigned_once = False
         # Called once, after the stage has prepared and before the consumer subscribes (the
@@ -97,9 +108,22 @@ class TransactionalLoop:
         producer.init_transactions(30)
         consumer = Consumer(self._consumer_config)
         committed: dict[tuple[str, int], tuple[int, str | None]] = {}
+        names = self.stage.topics()
+        fetch_ids = self._topic_ids
+        ids = fetch_ids(names) if fetch_ids is not None else {}
+        watch = IncarnationWatch(lambda: fetch_ids(names), ids) if fetch_ids else None
 
         def on_assign(c: Consumer, partitions: list[TopicPartition]) -> None:
-            self.stage.assigned(c, partitions)
+            # The stage is handed each partition with its committed offset and metadata.
+            positions, stale = resume_positions(c.committed(partitions, timeout=15), ids)
+            for tp, was in stale:
+                event(log, logging.WARNING, "offset committed for another incarnation of "
+                      "the topic; reading the partition from its start", stage=self.stage.name,
+                      topic=tp.topic, partition=tp.partition, committed=tp.offset,
+                      committed_topic_id=was, topic_id=ids.get(tp.topic))
+            if stale:
+                c.assign(positions)
+            self.stage.assigned(c, positions)
             self.assigned_once = True
             event(log, logging.INFO, "partitions assigned", stage=self.stage.name,
                   partitions=_names(partitions))
@@ -121,7 +145,7 @@ class TransactionalLoop:
                 now = self._clock()
                 outputs = self.stage.handle(records, now) if records else []
                 outputs += self.stage.tick(now)
-                offsets = [tp for tp in self.stage.offsets()
+                offsets = [tp for tp in (stamp(tp, ids) for tp in self.stage.offsets())
                            if committed.get((tp.topic, tp.partition))
                            != (tp.offset, tp.metadata)]
                 if outputs or offsets:
@@ -132,8 +156,19 @@ class TransactionalLoop:
                     if self._on_batch is not None:
                         self._on_batch(self.stage.name, len(records))
                 self.last_beat = now
+                if watch is not None:
+                    self._check_incarnations(watch, now)
         finally:
             _close_quietly(consumer)
+
+    def _check_incarnations(self, watch: IncarnationWatch, now: float) -> None:
+        changed = watch.changed(now)
+        if changed:
+            for name, (was, now_id) in changed.items():
+                event(log, logging.WARNING, "topic re-created while the stage ran; starting "
+                      "over from its new incarnation", stage=self.stage.name, topic=name,
+                      previous_topic_id=was, topic_id=now_id)
+            raise TopicRecreatedError(f"topics re-created: {', '.join(sorted(changed))}")
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
         """Up to `batch_size` records: whatever is there within `linger`, else the first

@@ -10,8 +10,10 @@ from psycopg import OperationalError
 from psycopg.conninfo import conninfo_to_dict
 
 from processors.errors import BoxsyncError, UnavailableError
+from processors.runtime.incarnations import admin_client, topic_ids
 from processors.settings import Settings
-from processors.store import db
+from processors.store import boxes, db
+from processors.store.tenancy import schema_of
 from schemas.topics import ALL_TOPICS
 
 
@@ -73,7 +75,8 @@ def check_database(url: str) -> None:
     pending = db.pending(url)
     if pending:
         names = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
-        raise BoxsyncError(f"database migrations not applied ({names}); run `boxsync db migrate`")
+        raise BoxsyncError(f"database migrations not applied in schema {schema_of(url)} ({names}); "
+                           "run `boxsync db migrate`")
 
 
 def check_database_reachable(url: str) -> None:
@@ -85,3 +88,15 @@ def check_database_reachable(url: str) -> None:
         raise UnavailableError(
             f"cannot reach PostgreSQL at {describe_database(url)} ({first_line}); "
             "start it with `boxsync stack up` or set BOXSYNC_DATABASE_URL") from None
+
+
+def note_incarnations(settings: Settings, url: str) -> list[dict[str, str]]:
+    """Remember the incarnation of every topic of the tenant; the topics re-created since the
+    last start, as {topic, previous_topic_id, topic_id} (the stages rebuild what they derived
+    from them: processors.runtime.incarnations)."""
+    names = {spec.full_name(settings.topic_prefix): spec.name for spec in ALL_TOPICS}
+    ids = topic_ids(admin_client(settings.kafka_bootstrap), names)
+    with db.connect(url, autocommit=True) as conn:
+        changed = boxes.record_topic_ids(conn, {names[full]: tid for full, tid in ids.items()})
+    return [{"topic": topic, "previous_topic_id": was, "topic_id": now}
+            for topic, was, now in changed]

@@ -9,14 +9,15 @@ from confluent_kafka import Message
 from processors.ingest.logic import RawRecord
 
 
-def raw_record(message: Message, registry_name: str) -> RawRecord:
-    """`registry_name` is the topic's unprefixed name (`jira.events`)."""
+def raw_record(message: Message, registry_name: str, topic_id: str | None = None) -> RawRecord:
+    """`registry_name` is the topic's unprefixed name (`jira.events`); `topic_id` the id of
+    its incarnation, where the caller knows it."""
     raw = message.headers()
     headers = {name.lower(): value for name, value in _pairs(raw)} if raw else {}
     return RawRecord(topic=registry_name, partition=message.partition() or 0,
                      offset=message.offset() or 0, key=_bytes(message.key()),
                      value=_bytes(message.value()), headers=headers,
-                     full_topic=message.topic() or registry_name)
+                     full_topic=message.topic() or registry_name, topic_id=topic_id)
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes | None]]:

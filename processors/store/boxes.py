@@ -1,8 +1,9 @@
 """Reference data and box state in PostgreSQL: the last record per key of the compacted
 topics, box flags, corrupted-scope warnings and the command audit log.
 
-Every write is idempotent under replay: a reference record is kept only when it is newer (by
-partition offset) than the stored one, a warning is keyed by its cause, a command by its id.
+Every write is idempotent under replay: a reference record is kept only when it is newer than
+the stored one (another incarnation of its topic, or a higher offset within one: see
+processors.runtime.incarnations), a warning is keyed by its cause, a command by its id.
 """
 
 from __future__ import annotations
@@ -20,18 +21,83 @@ BOXES = "box.definitions"
 
 
 def upsert_reference(conn: psycopg.Connection, topic: str, key: str,
-                     value: dict[str, Any] | None, partition: int, offset: int) -> None:
-    """Keep the record unless a newer one of the same key is stored (a replay is older)."""
+                     value: dict[str, Any] | None, incarnation: str, partition: int,
+                     offset: int) -> None:
+    """Keep the record unless the stored one of the same key is newer: of the same
+    incarnation of the topic, the same partition, and at least this offset (a replay)."""
     conn.execute(
-        """INSERT INTO reference_records AS r (topic, key, value, deleted, kafka_partition,
-                                               kafka_offset)
-           VALUES (%s, %s, %s, %s, %s, %s)
+        """INSERT INTO reference_records AS r (topic, key, value, deleted, incarnation,
+                                               kafka_partition, kafka_offset)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (topic, key) DO UPDATE SET value = EXCLUDED.value,
-               deleted = EXCLUDED.deleted, kafka_partition = EXCLUDED.kafka_partition,
+               deleted = EXCLUDED.deleted, incarnation = EXCLUDED.incarnation,
+               kafka_partition = EXCLUDED.kafka_partition,
                kafka_offset = EXCLUDED.kafka_offset, updated_at = now()
-           WHERE r.kafka_partition <> EXCLUDED.kafka_partition
+           WHERE r.incarnation <> EXCLUDED.incarnation
+              OR r.kafka_partition <> EXCLUDED.kafka_partition
               OR r.kafka_offset < EXCLUDED.kafka_offset""",
-        (topic, key, None if value is None else Jsonb(value), value is None, partition, offset))
+        (topic, key, None if value is None else Jsonb(value), value is None, incarnation,
+         partition, offset))
+
+
+def reference_incarnations(conn: psycopg.Connection, topic: str) -> set[str]:
+    """The incarnations the stored rows of a reference topic were read from."""
+    rows = conn.execute("SELECT DISTINCT incarnation FROM reference_records WHERE topic = %s",
+                        (topic,)).fetchall()
+    return {row[0] for row in rows}
+
+
+def adopt_incarnation(conn: psycopg.Connection, topic: str, incarnation: str) -> int:
+    """Rows written before incarnations were kept belong to the topic as it is now (the
+    offsets they were compared by came from it)."""
+    return conn.execute("""UPDATE reference_records SET incarnation = %s
+                            WHERE topic = %s AND incarnation = ''""",
+                        (incarnation, topic)).rowcount
+
+
+@dataclass(frozen=True)
+class ReferenceRow:
+    key: str
+    value: Any  # a JSON object, None for a tombstone (anything else fails validation)
+    partition: int
+    offset: int
+
+
+def replace_reference_topic(conn: psycopg.Connection, topic: str, incarnation: str,
+                            rows: list[ReferenceRow]) -> tuple[int, int]:
+    """The whole view of a reference topic, rebuilt from its new incarnation: rows of the old
+    one that the new one does not hold are gone. Returns (old rows dropped, rows PostgreSQL
+    refused: a NUL in a name is not storable in jsonb; the stage dead-letters those)."""
+    refused = 0
+    with conn.transaction():
+        dropped = conn.execute("DELETE FROM reference_records WHERE topic = %s",
+                               (topic,)).rowcount
+        for row in rows:
+            try:
+                with conn.transaction():  # a savepoint per row
+                    upsert_reference(conn, topic, row.key, row.value, incarnation,
+                                     row.partition, row.offset)
+            except psycopg.DataError:
+                refused += 1
+    return dropped, refused
+
+
+def record_topic_ids(conn: psycopg.Connection, ids: dict[str, str]
+                     ) -> list[tuple[str, str, str]]:
+    """Remember each topic's incarnation; returns (topic, previous id, id) of each topic
+    whose id changed since the last call (a topic seen for the first time is no change)."""
+    changed = []
+    with conn.transaction():
+        for topic, topic_id in sorted(ids.items()):
+            row = conn.execute(
+                """INSERT INTO topic_incarnations AS t (topic, topic_id) VALUES (%s, %s)
+                   ON CONFLICT (topic) DO UPDATE SET topic_id = EXCLUDED.topic_id,
+                       previous_topic_id = t.topic_id, changed_at = now()
+                   WHERE t.topic_id <> EXCLUDED.topic_id
+                   RETURNING previous_topic_id""", (topic, topic_id)).fetchone()
+            if row is not None and row[0] is not None:
+                changed.append((topic, row[0], topic_id))
+    return changed
 
 
 def ensure_box_state(conn: psycopg.Connection, box_id: str) -> None:

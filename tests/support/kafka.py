@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from processors.runtime.records import header_pairs
@@ -72,6 +72,34 @@ def delete_topics(bootstrap: str, prefix: str) -> None:
     for future in admin.delete_topics(names, operation_timeout=30).values():
         # wait: librdkafka threads must not outlive the interpreter
         future.result()
+
+
+def recreate_topics(settings: Settings, *topic_names: str, timeout: float = 60) -> None:
+    """Delete topics (registry names) of the settings' tenant and create them again, empty,
+    as an operator would: the broker gives each a new id (a new incarnation)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    specs = [by_name(name) for name in topic_names]
+    names = [spec.full_name(settings.topic_prefix) for spec in specs]
+    for future in admin.delete_topics(names, operation_timeout=30).values():
+        future.result()
+    deadline = time.monotonic() + timeout
+    pending = dict(zip(names, specs, strict=True))
+    while pending:
+        futures = admin.create_topics([NewTopic(name, settings.partitions, -1,
+                                                config=spec.config())
+                                       for name, spec in pending.items()])
+        for name, future in futures.items():
+            try:
+                future.result()
+                del pending[name]
+            except KafkaException:  # still being deleted: try again
+                if time.monotonic() > deadline:
+                    raise
+        time.sleep(0.3)
+    while not set(names) <= set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"re-created topics not in the metadata: {names}")
+        time.sleep(0.1)
 
 
 def publish(settings: Settings, topic_name: str, bodies: Iterable[bytes | dict[str, Any]],

@@ -35,6 +35,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
+from processors.errors import BoxsyncError
 from processors.settings import Settings
 from processors.stack.services import (
     Echo,
@@ -193,7 +194,14 @@ def resolve_database_url(settings: Settings) -> str:
 def server_database_url(settings: Settings) -> str:
     """The database server's URL as configured, without a tenant's schema."""
     if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
+        url = settings.database_url.get_secret_value()
+        if tenancy.names_search_path(url):
+            # It would be replaced by the tenant's schema: say so rather than ignore it.
+            raise BoxsyncError(
+                "BOXSYNC_DATABASE_URL sets search_path in its options; boxsync picks each "
+                "tenant's schema itself: remove it, and name the schema with "
+                "BOXSYNC_DATABASE_SCHEMA if it must be a particular one")
+        return url
     paths = paths_for(settings)
     if running_pid(paths) is not None and paths.uri_file.exists():
         return paths.uri_file.read_text().strip()

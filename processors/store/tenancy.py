@@ -58,6 +58,11 @@ def with_schema(url: str, schema: str) -> str:
     return make_conninfo("", **params)
 
 
+def names_search_path(url: str) -> bool:
+    """Whether the URL's `options` set a search_path (which `with_schema` replaces)."""
+    return bool(_SEARCH_PATH.search(str(conninfo_to_dict(url).get("options") or "")))
+
+
 def schema_of(url: str) -> str:
     """The schema a URL made by `with_schema` selects (`public` when it names none)."""
     options = str(conninfo_to_dict(url).get("options") or "")

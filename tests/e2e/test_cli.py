@@ -62,19 +62,28 @@ def test_worker_without_postgres_exits_non_zero_with_one_line() -> None:
 
 
 def test_an_unmigrated_database_is_one_line_saying_what_to_run(tmp_path: Path) -> None:
-    """A database with nothing applied yet (an empty schema of its own)."""
+    """A tenant schema with nothing applied yet: the message names the schema and the fix."""
     migrate = boxsync("db", "migrate")
     assert migrate.returncode == 0, migrate.stderr
+    schema = f"empty_{os.getpid()}"
+    result = boxsync("task", "show", "jira:x:1", env={"BOXSYNC_DATABASE_SCHEMA": schema})
+    assert result.returncode != 0
+    assert "run `boxsync db migrate`" in result.stderr and "Traceback" not in result.stderr
+    assert schema in result.stderr, result.stderr
+
+
+def test_a_search_path_in_the_database_url_is_refused_not_ignored() -> None:
     status = boxsync("stack", "status")
     url = next(line.split()[2] for line in status.stdout.splitlines()
                if line.startswith("postgres"))
     if not url.startswith("postgresql://"):
         pytest.skip("the database URL is not shown for an external database")
-    empty = f"{url}&options=-csearch_path%3Dempty_{os.getpid()}" if "?" in url else \
-        f"{url}?options=-csearch_path%3Dempty_{os.getpid()}"
-    result = boxsync("task", "show", "jira:x:1", env={"BOXSYNC_DATABASE_URL": empty})
+    joined = f"{url}&options=-csearch_path%3Dother" if "?" in url else \
+        f"{url}?options=-csearch_path%3Dother"
+    result = boxsync("task", "show", "jira:x:1", env={"BOXSYNC_DATABASE_URL": joined})
     assert result.returncode != 0
-    assert "run `boxsync db migrate`" in result.stderr and "Traceback" not in result.stderr
+    assert "BOXSYNC_DATABASE_SCHEMA" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_publish_to_an_unknown_topic_is_refused() -> None:

@@ -345,8 +345,8 @@ def measure(server: Server, run: str, args: argparse.Namespace) -> Measured:
         "scope_type": "own", "status": "in_progress", "scope": {"jira_projects": [args.project]},
         "scope_owner": OWNER, "admins": [OWNER["id"]]})
     try:
-        with scratch_database(settings, "fullsync") as url, \
-                db.connect(url, autocommit=True) as conn:
+        with scratch_database(settings, "fullsync") as scratch, \
+                db.connect(scratch.tenant_url, autocommit=True) as conn:
             define(conn, box, args.project)
             runner = Runner(settings, conn, {"HTTP server": psutil.Process(server.process.pid),
                                              "broker": broker_process()})

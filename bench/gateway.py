@@ -150,9 +150,9 @@ def run_worker(settings: Settings, warmup: list[tuple[bytes, dict[str, str]]],
     """A worker on a scratch database of its own (bench.scratch): the warm-up, then the
     measured requests."""
     log = ROOT / ".local" / "bench-gateway-worker.log"
-    with scratch_database(settings, "gateway") as database_url:
+    with scratch_database(settings, "gateway") as scratch:
         worker = WorkerProcess(worker_env(
-            settings.model_copy(update={"database_url": SecretStr(database_url)}),
+            settings.model_copy(update={"database_url": SecretStr(scratch.url)}),
             BOXSYNC_WEB_PORT=str(free_port()), BOXSYNC_WEB_BIND=HOST,
             BOXSYNC_JIRA_WEBHOOK_SECRET=SECRET, BOXSYNC_LOG_LEVEL="WARNING"), log)
         try:

@@ -425,8 +425,8 @@ def collapse_run(base: Settings, workload: Workload, log: Path) -> tuple[Run, fl
     writes on) over its own `sync.changes`; returns the run and its late changes."""
     settings = base.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.",
                                        "filters_enabled": False})
-    with scratch_database(settings, "peer") as url:
-        settings = settings.model_copy(update={"database_url": SecretStr(url)})
+    with scratch_database(settings, "peer") as scratch:
+        settings = settings.model_copy(update={"database_url": SecretStr(scratch.url)})
         create_topics(settings)
         worker = WorkerProcess(worker_env(
             settings, BOXSYNC_WEB_PORT=str(free_port()), BOXSYNC_WORKER_STAGES="collapse",

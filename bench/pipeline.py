@@ -319,6 +319,12 @@ def ingest_alone_run(base: Settings, workload: Workload) -> float:
     itself on the machine, as the bare loop is. Clocked by the CreateTimes of the first and
     the last record it wrote."""
     settings = base.model_copy(update={"topic_prefix": _prefix(), "filters_enabled": False})
+    with scratch_database(settings, "ingest") as scratch:
+        return _ingest_alone(settings.model_copy(
+            update={"database_url": SecretStr(scratch.url)}), workload)
+
+
+def _ingest_alone(settings: Settings, workload: Workload) -> float:
     log = ROOT / ".local" / "bench-worker-ingest.log"
     create_topics(settings)
     raw_topic = JIRA_EVENTS.full_name(settings.topic_prefix)
@@ -415,8 +421,8 @@ def run_boxsync(base: Settings, workload: Workload, filtered: bool) -> BoxsyncRe
     settings = base.model_copy(update={"topic_prefix": prefix, "filters_enabled": filtered})
     name = "filters" if filtered else "pipeline"
     log = ROOT / ".local" / f"bench-worker-{name}.log"
-    with scratch_database(settings, name) as url:
-        settings = settings.model_copy(update={"database_url": SecretStr(url)})
+    with scratch_database(settings, name) as scratch:
+        settings = settings.model_copy(update={"database_url": SecretStr(scratch.url)})
         if not filtered:
             return boxsync_run(settings, workload, log)
         reference = filters.reference_data(prefix.rstrip("."), PROJECTS, workload.users, LABELS)
@@ -424,7 +430,7 @@ def run_boxsync(base: Settings, workload: Workload, filtered: bool) -> BoxsyncRe
         def setup(settings: Settings) -> None:
             filters.publish(settings, reference)
             took = filters.digest(settings, log)
-            seconds, cpu, boxes, grants = filters.reader_load(settings, url)
+            seconds, cpu, boxes, grants = filters.reader_load(settings, scratch.tenant_url)
             print(f"  reference data: {boxes:,} boxes and {grants:,} grants "
                   f"({reference.denied_pairs} without BROWSE_PROJECTS); a first worker stored "
                   f"them in {took:.0f} s; a collapse process reads them at start-up in "

@@ -13,27 +13,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from processors.settings import Settings
-from processors.stack.postgres import resolve_database_url
-from processors.store import db
+from processors.stack.postgres import server_database_url
+from processors.store import db, tenancy
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """`url`: the scratch database, for BOXSYNC_DATABASE_URL (no schema: the worker adds its
+    tenant's); `tenant_url`: the same with the tenant's schema, for direct connections."""
+
+    url: str
+    tenant_url: str
 
 
 @contextmanager
-def scratch_database(settings: Settings, label: str) -> Iterator[str]:
-    """Create `bench_<label>_<random>` on the stack's server, migrate it, yield its URL, and
-    drop it afterwards (closing whatever connection is still open on it)."""
-    server_url = resolve_database_url(settings)
+def scratch_database(settings: Settings, label: str) -> Iterator[Scratch]:
+    """Create `bench_<label>_<random>` on the stack's server, migrate the schema of the tenant
+    of `settings` (its topic prefix) in it, yield its URLs, and drop it afterwards (closing
+    whatever connection is still open on it)."""
+    server_url = server_database_url(settings)
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
     with db.connect(server_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         url = make_conninfo(server_url, dbname=name)
-        db.migrate(url)
-        yield url
+        tenant_url = tenancy.with_schema(url, tenancy.schema_for(settings))
+        db.migrate(tenant_url)
+        yield Scratch(url, tenant_url)
     finally:
         with db.connect(server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")

@@ -282,5 +282,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     if settings.database_url is not None:
         env["BOXSYNC_DATABASE_URL"] = settings.database_url.get_secret_value()
+    if settings.database_schema is not None:
+        env["BOXSYNC_DATABASE_SCHEMA"] = settings.database_schema
     env.update(extra)
     return env

@@ -33,6 +33,7 @@ from processors.metrics import Metrics
 from processors.runtime.kafka import produce, producer_config, topic
 from processors.settings import Settings
 from processors.store import boxes, db, runs
+from processors.store.source_limits import PgLimitStore
 from processors.sync.execute import RunContext, Sources, Superseded, full_sync, incremental_sync
 from processors.sync.scheduling import NightlySchedule
 from processors.sync.sources import build_sources
@@ -74,7 +75,9 @@ class SyncRunner:
 
     def _session(self, stop: threading.Event) -> None:
         producer = Producer(producer_config(self._settings))
-        sources = self._sources or build_sources(self._settings)
+        # The sources' buckets live in PostgreSQL: every worker of the tenant shares them.
+        sources = self._sources or build_sources(
+            self._settings, store=PgLimitStore(self._database_url), metrics=self._metrics)
         with db.connect(self._database_url, autocommit=True) as conn:
             self._recover(conn, producer)
             self.assigned_once = True

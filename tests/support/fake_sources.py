@@ -12,6 +12,7 @@ documented shapes:
 | `GET /1/boards/{id}/cards` (key, token)      | the cards, newest id first, `before`/`limit`/     |
 |                                              | `filter`/`fields` applied                         |
 | `GET /1/boards/{id}/lists` (key, token)      | `[{id, name}]`                                    |
+| `PUT /rest/api/3/issue/{id}` (basic auth)    | 204, the body recorded (a write-back)             |
 
 The JQL is understood only as far as the sources write it: `project in ("A", ...)` and
 `labels = "x"` select issues; anything else (the box's own JQL) is recorded, not evaluated.
@@ -40,6 +41,7 @@ _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _PROJECTS = re.compile(r"project in \(([^)]*)\)")
 _LABEL = re.compile(r'labels = "((?:[^"\\]|\\.)*)"')
 _BOARD_PATH = re.compile(r"^/1/boards/([^/]+)/(cards|lists)$")
+_ISSUE_PATH = re.compile(r"^/rest/api/3/issue/([^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class FakeSources:
             return self._jira(request, "cloud", self._cloud_count)
         if route == ("GET", "/rest/api/2/search"):
             return self._jira(request, "datacenter", self._dc_search)
+        if request.method == "PUT" and _ISSUE_PATH.match(request.path):
+            return self._jira(request, "cloud", lambda _request: b"")
         board = _BOARD_PATH.match(request.path)
         if request.method == "GET" and board:
             return self._trello(request, board.group(1), board.group(2))
@@ -242,6 +246,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read `requests` instead
 
@@ -261,6 +271,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(scripted.status, scripted.body, scripted.headers)
             return
         status, value = self.server.fake.answer(request)
+        if status == 200 and value == b"":
+            status = 204  # No Content, as Jira answers a write
         self._send(status, value if isinstance(value, bytes) else json.dumps(value).encode())
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

@@ -47,6 +47,7 @@ class Metrics:
     source_requests: Counter
     source_throttled_seconds: Counter
     source_points: Counter
+    likely_echoes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -113,6 +114,9 @@ class Metrics:
             source_points=counter("source_points", "Jira's rate-limit points spent (1 per "
                                   "request plus 1 per object a read returns); increase over "
                                   "1h is the points per hour", ("source",)),
+            likely_echoes=counter("likely_echoes", "Changes authored as an app by boxsync's "
+                                  "own integration user: likely echoes of write-backs",
+                                  ("source",)),
         )
 
 

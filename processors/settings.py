@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # A run that would wait longer for a limit (a blocked quota) fails source_unavailable
     # instead of holding the sync process; the block stays recorded for everyone.
     source_max_wait_seconds: float = Field(120.0, ge=1)
+    # The Jira account boxsync writes back as (its integration user): a change it authored
+    # with accountType `app` is marked `likely_echo` (a write-back coming back as a webhook).
+    jira_integration_account_id: str | None = None
     # Additive: names the tenant in the nightly incremental-sync schedule (the hour is derived
     # from it and the date); default: BOXSYNC_JIRA_SITE, else the topic prefix.
     tenant_id: str = ""

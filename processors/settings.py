@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     # The Jira account boxsync writes back as (its integration user): a change it authored
     # with accountType `app` is marked `likely_echo` (a write-back coming back as a webhook).
     jira_integration_account_id: str | None = None
+    # Register, refresh and remove the sources' webhooks from the worker too (hourly; else
+    # only `boxsync webhooks sync` does), and where Jira is to deliver them (the gateway's
+    # POST /webhooks/jira as Jira reaches it).
+    manage_webhooks: bool = False
+    jira_callback_url: str | None = None
     # Additive: names the tenant in the nightly incremental-sync schedule (the hour is derived
     # from it and the date); default: BOXSYNC_JIRA_SITE, else the topic prefix.
     tenant_id: str = ""

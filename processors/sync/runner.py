@@ -37,6 +37,7 @@ from processors.store.source_limits import PgLimitStore
 from processors.sync.execute import RunContext, Sources, Superseded, full_sync, incremental_sync
 from processors.sync.scheduling import NightlySchedule
 from processors.sync.sources import build_sources
+from processors.upkeep.worker import SourceUpkeep
 from schemas.topics import SYNC_STATUS, TASK_UPDATES
 
 log = logging.getLogger("boxsync.sync")
@@ -78,12 +79,14 @@ class SyncRunner:
         # The sources' buckets live in PostgreSQL: every worker of the tenant shares them.
         sources = self._sources or build_sources(
             self._settings, store=PgLimitStore(self._database_url), metrics=self._metrics)
+        upkeep = SourceUpkeep(self._settings, sources, self._clock)
         with db.connect(self._database_url, autocommit=True) as conn:
             self._recover(conn, producer)
             self.assigned_once = True
             while not stop.is_set():
                 self.last_beat = self._clock()
                 self._housekeeping(conn, producer)
+                upkeep.tick(conn)
                 run = runs.claim(conn, self._owner, self._settings.topic_prefix)
                 if run is None:
                     stop.wait(IDLE_SECONDS)

@@ -13,6 +13,7 @@ documented shapes:
 |                                              | `filter`/`fields` applied                         |
 | `GET /1/boards/{id}/lists` (key, token)      | `[{id, name}]`                                    |
 | `PUT /rest/api/3/issue/{id}` (basic auth)    | 204, the body recorded (a write-back)             |
+| the webhook resources of Jira and Trello     | see `tests/support/fake_webhooks.py`              |
 
 The JQL is understood only as far as the sources write it: `project in ("A", ...)` and
 `labels = "x"` select issues; anything else (the box's own JQL) is recorded, not evaluated.
@@ -36,6 +37,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support import fake_webhooks
 
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _PROJECTS = re.compile(r"project in \(([^)]*)\)")
@@ -79,6 +82,14 @@ class FakeSources:
     cards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # board id → cards
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # board id → lists
     max_results_cap: int | None = None  # the server's own page-size limit
+    # Webhooks (tests/support/fake_webhooks.py): Jira's by numeric id, Trello's by id, the
+    # deliveries that failed their last retry, the clock of expiry dates.
+    jira_webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    trello_webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_webhooks: list[dict[str, Any]] = field(default_factory=list)
+    next_webhook_id: int = 10000
+    now: float = field(default_factory=time.time)
+    dynamic_webhooks_forbidden: bool = False  # Jira's 403 for a caller that is not an app
     requests: list[RecordedRequest] = field(default_factory=list)
     _scripted: dict[int, Scripted] = field(default_factory=dict)
     _always: Scripted | None = None
@@ -146,6 +157,8 @@ class FakeSources:
             return self._jira(request, "cloud", self._cloud_count)
         if route == ("GET", "/rest/api/2/search"):
             return self._jira(request, "datacenter", self._dc_search)
+        if fake_webhooks.handles(request.path):
+            return fake_webhooks.answer(self, request)
         if request.method == "PUT" and _ISSUE_PATH.match(request.path):
             return self._jira(request, "cloud", lambda _request: b"")
         board = _BOARD_PATH.match(request.path)
@@ -156,11 +169,11 @@ class FakeSources:
     # -- Jira -------------------------------------------------------------------------------
 
     def _jira(self, request: RecordedRequest, deployment: str, handler: Any) -> tuple[int, Any]:
-        if request.headers.get("authorization") != self._jira_authorization(deployment):
+        if request.headers.get("authorization") != self.jira_authorization(deployment):
             return 401, b"Client must be authenticated to access this resource."
         return 200, handler(request)
 
-    def _jira_authorization(self, deployment: str) -> str:
+    def jira_authorization(self, deployment: str) -> str:
         if deployment == "datacenter":
             return f"Bearer {self.jira_pat}"
         pair = f"{self.jira_email}:{self.jira_api_token}".encode()

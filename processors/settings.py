@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # POST /webhooks/jira as Jira reaches it).
     manage_webhooks: bool = False
     jira_callback_url: str | None = None
+    # Queue an incremental sync of a box whose tasks have not been written for this long
+    # while Jira reports a newer change in its projects (0: never): a Data Center site's
+    # webhook queue can overflow without telling anyone.
+    silence_resync_minutes: int = Field(0, ge=0)
     # Additive: names the tenant in the nightly incremental-sync schedule (the hour is derived
     # from it and the date); default: BOXSYNC_JIRA_SITE, else the topic prefix.
     tenant_id: str = ""

@@ -106,6 +106,18 @@ class JiraSource:
         yield from self._listing(jira_projects, labels_all, jql, ["updated"], full=False,
                                  priority=priority)
 
+    def newest_update(self, jira_projects: Iterable[str]) -> float | None:
+        """Epoch seconds of the newest `updated` among the projects' issues (one issue read:
+        2 points), for the silence check; None when they have none."""
+        query = filter_jql(jira_projects, [], None) + " ORDER BY updated DESC"
+        path = CLOUD_SEARCH if self.deployment == "cloud" else DC_SEARCH
+        answer = self.request("GET", path, endpoint="search", objects=1, params={
+            "jql": query, "fields": "updated", "maxResults": 1})
+        issues = self._issues(self._answer_object(answer, path), path)
+        times = [epoch_of_iso(issue.get("fields", {}).get("updated"))
+                 for issue in issues if isinstance(issue, dict)]
+        return max((at for at in times if at is not None), default=None)
+
     def request(self, method: str, path: str, *, endpoint: str,
                 priority: Priority = Priority.INCREMENTAL, params: Mapping[str, Any] | None = None,
                 body: Any = None, objects: int = 0, issue: str | None = None) -> Any:

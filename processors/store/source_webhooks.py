@@ -54,3 +54,11 @@ def set_mark(conn: psycopg.Connection, name: str, value: str) -> None:
     conn.execute("""INSERT INTO source_marks (name, value) VALUES (%s, %s)
                     ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value,
                                                      updated_at = now()""", (name, value))
+
+
+def last_written(conn: psycopg.Connection, box_id: str) -> float | None:
+    """Epoch seconds of the newest cache write of the box's tasks (a webhook's update or a
+    sync's); None when it holds none."""
+    row = conn.execute("SELECT extract(epoch FROM max(updated_at))::float8 FROM tasks "
+                       "WHERE box_ids @> ARRAY[%s]::text[]", (box_id,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None

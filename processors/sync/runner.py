@@ -86,7 +86,8 @@ class SyncRunner:
             while not stop.is_set():
                 self.last_beat = self._clock()
                 self._housekeeping(conn, producer)
-                upkeep.tick(conn)
+                for queued in upkeep.tick(conn, producer):
+                    self._status(producer, queued, "queued", total=len(queued.box_ids))
                 run = runs.claim(conn, self._owner, self._settings.topic_prefix)
                 if run is None:
                     stop.wait(IDLE_SECONDS)

@@ -181,6 +181,9 @@ class FakeSources:
 
     def _cloud_search(self, request: RecordedRequest) -> dict[str, Any]:
         selected = self._select(request.params.get("jql", ""))
+        if request.params.get("jql", "").endswith("ORDER BY updated DESC"):
+            selected.sort(key=lambda issue: str(issue.get("fields", {}).get("updated")),
+                          reverse=True)
         start = _token_offset(request.params.get("nextPageToken"))
         size = self._page_size(request.params.get("maxResults"), default=50)
         page = selected[start:start + size]

@@ -44,6 +44,10 @@ class Metrics:
     open_windows: Gauge
     changes_closed: Counter
     webhook_requests: Counter
+    source_requests: Counter
+    source_throttled_seconds: Counter
+    source_points: Counter
+    likely_echoes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -99,6 +103,20 @@ class Metrics:
                                    ("outcome",)),
             webhook_requests=counter("webhook_requests", "Webhook requests, by source and "
                                      "outcome", ("source", "outcome")),
+            # Issue 18: the client-side limiter of the task sources (processors.sources).
+            source_requests=counter("source_requests", "Requests to Jira and Trello, by "
+                                    "endpoint class and outcome (ok, throttled: a 429, error, "
+                                    "no_answer)", ("source", "endpoint_class", "outcome")),
+            source_throttled_seconds=counter(
+                "source_throttled_seconds", "Seconds requests waited for the limiter: "
+                "client_<limit> for boxsync's own pacing, else the 429's reason",
+                ("source", "reason")),
+            source_points=counter("source_points", "Jira's rate-limit points spent (1 per "
+                                  "request plus 1 per object a read returns); increase over "
+                                  "1h is the points per hour", ("source",)),
+            likely_echoes=counter("likely_echoes", "Changes authored as an app by boxsync's "
+                                  "own integration user: likely echoes of write-backs",
+                                  ("source",)),
         )
 
 

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from processors.sources.limits import Limit, parse_limits
+
 ENV_PREFIX = "BOXSYNC_"
 STAGES = ("ingest", "collapse", "boxes", "sync")
 
@@ -66,6 +68,27 @@ class Settings(BaseSettings):
     trello_token: SecretStr | None = None
     # Additive: where the Trello REST API answers (tests point it at a local server).
     trello_base_url: str = "https://api.trello.com"
+    # Issue 18. The sources' limits as NAME=COUNT/SECONDS overrides of Atlassian's and
+    # Trello's numbers (processors.sources.limits.DEFAULT_LIMITS), e.g.
+    # `jira.quota=100000/3600,jira.burst=20/1`; boxsync keeps under each in any window.
+    source_limits: str = ""
+    # The part of each limit that may go at once; the rest is paced evenly over the window.
+    source_burst_fraction: float = Field(0.1, gt=0, lt=1)
+    # A run that would wait longer for a limit (a blocked quota) fails source_unavailable
+    # instead of holding the sync process; the block stays recorded for everyone.
+    source_max_wait_seconds: float = Field(120.0, ge=1)
+    # The Jira account boxsync writes back as (its integration user): a change it authored
+    # with accountType `app` is marked `likely_echo` (a write-back coming back as a webhook).
+    jira_integration_account_id: str | None = None
+    # Register, refresh and remove the sources' webhooks from the worker too (hourly; else
+    # only `boxsync webhooks sync` does), and where Jira is to deliver them (the gateway's
+    # POST /webhooks/jira as Jira reaches it).
+    manage_webhooks: bool = False
+    jira_callback_url: str | None = None
+    # Queue an incremental sync of a box whose tasks have not been written for this long
+    # while Jira reports a newer change in its projects (0: never): a Data Center site's
+    # webhook queue can overflow without telling anyone.
+    silence_resync_minutes: int = Field(0, ge=0)
     # Additive: names the tenant in the nightly incremental-sync schedule (the hour is derived
     # from it and the date); default: BOXSYNC_JIRA_SITE, else the topic prefix.
     tenant_id: str = ""
@@ -91,6 +114,12 @@ class Settings(BaseSettings):
     def _schema_name(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", value):
             raise ValueError(f"expected a lower-case SQL identifier (a-z, 0-9, _), got {value!r}")
+        return value
+
+    @field_validator("source_limits")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        parse_limits(value)  # a ValueError names the bad entry
         return value
 
     @field_validator("jira_field_map", mode="before")
@@ -136,6 +165,11 @@ class Settings(BaseSettings):
     def kafka_port(self) -> int:
         """The port the local broker listens on: the first bootstrap address's."""
         return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def limits(self) -> dict[str, Limit]:
+        """Every source limit by name: the defaults, with BOXSYNC_SOURCE_LIMITS applied."""
+        return parse_limits(self.source_limits)
 
     @property
     def tenant(self) -> str:

@@ -62,6 +62,9 @@ class ChangeEvent(Message):
     tiebreak: str = ""
     # Additive: the upstream event name (`jira:issue_updated`, `updateCard`, ...).
     upstream_event: str | None = None
+    # Additive (issue 18): authored with accountType `app` by boxsync's own integration user
+    # (BOXSYNC_JIRA_INTEGRATION_ACCOUNT_ID): likely the echo of a write-back. Absent: false.
+    likely_echo: bool = False
 
 
 class TaskUpdate(Message):

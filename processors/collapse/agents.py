@@ -53,8 +53,8 @@ MEMORY_CAPACITY = 200_000
 class PartitionState:
     windows: PartitionWindows
     next_offset: int | None = None
-    # event ids of re-read changes that updates on task.updates already cover
-    covered: set[str] = field(default_factory=set)
+    # (task id, event id) of re-read changes that updates on task.updates already cover
+    covered: set[tuple[str, str]] = field(default_factory=set)
     replay_until: int = 0
 
 
@@ -128,7 +128,7 @@ class CollapseStage:
         self._ensure_memories(unknown, parsed)
         for state, change in parsed:
             if state.covered:
-                if change.event_id in state.covered:
+                if (change.task_id, change.event_id) in state.covered:
                     state.windows.observe(change.at, now)
                     continue
                 if change.offset + 1 >= state.replay_until:

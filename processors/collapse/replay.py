@@ -19,7 +19,10 @@ CLOCK_MARGIN_MS = 60_000
 
 
 def emitted_event_ids(settings: Settings, updates_topic: str, partition: int,
-                      metadata: str | None) -> set[str]:
+                      metadata: str | None) -> set[tuple[str, str]]:
+    """(task id, event id) of the changes the partial updates emitted since the partition's
+    oldest open window cover. Keyed by task, not by event id alone: Jira's delivery id is
+    unique within one site only, and the task id names the site."""
     if not metadata:
         return set()
     try:
@@ -45,10 +48,11 @@ def emitted_event_ids(settings: Settings, updates_topic: str, partition: int,
         reader.close()
 
 
-def _read_event_ids(reader: Consumer, partition: TopicPartition, high: int) -> set[str]:
+def _read_event_ids(reader: Consumer, partition: TopicPartition, high: int
+                    ) -> set[tuple[str, str]]:
     """Read to the high watermark. The position, not the last data offset, tells when: the
     last offsets of a transactional topic are commit markers that never come back as data."""
-    covered: set[str] = set()
+    covered: set[tuple[str, str]] = set()
     idle_polls = 0
     while idle_polls < 4:
         messages = reader.consume(1000, 0.5)
@@ -58,7 +62,9 @@ def _read_event_ids(reader: Consumer, partition: TopicPartition, high: int) -> s
                 continue
             update = orjson.loads(message.value() or b"{}")
             if update.get("sync_type") == "partial":
-                covered.update(update.get("event_ids") or ())
+                task_id = str(update.get("task_id"))
+                covered.update((task_id, str(event_id))
+                               for event_id in update.get("event_ids") or ())
         if reader.position([partition])[0].offset >= high:
             break
     return covered

@@ -56,7 +56,8 @@ class IngestStage:
         self._conn: psycopg.Connection | None = None
         self._config = IngestConfig(max_event_bytes=settings.max_event_bytes,
                                     default_jira_site=settings.jira_site,
-                                    field_map=dict(settings.jira_field_map))
+                                    field_map=dict(settings.jira_field_map),
+                                    integration_account_id=settings.jira_integration_account_id)
         self._inputs = {topic(settings, spec): spec.name for spec in (JIRA_EVENTS, TRELLO_EVENTS)}
         self._changes_topic = topic(settings, SYNC_CHANGES)
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
@@ -103,6 +104,8 @@ class IngestStage:
                 accepted[key] = accepted.get(key, 0) + 1
                 if result.sanitized:
                     self._pending[("sanitized", source, "")] += 1
+                if "likely_echo" in result.change:
+                    self._pending[("likely_echo", source, "")] += 1
             elif isinstance(result, Reference):
                 outputs.append(Output(self._reference_topic, result.key.encode(),
                                       orjson.dumps(result.event_body)))
@@ -149,6 +152,8 @@ class IngestStage:
         for (kind, source, label), count in self._pending.items():
             if kind == "sanitized":
                 self._metrics.text_sanitized.labels(source).inc(count)
+            elif kind == "likely_echo":
+                self._metrics.likely_echoes.labels(source).inc(count)
             else:
                 counters[kind].labels(source, label).inc(count)
         self._pending.clear()

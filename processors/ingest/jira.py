@@ -114,7 +114,18 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         "tiebreak": _tiebreak(subject.discriminator),
         "upstream_event": event,
     }
+    if _is_echo(subject.author, config):
+        change["likely_echo"] = True
     return Accepted(task_id, change, "jira", event)
+
+
+def _is_echo(author: Mapping[str, Any], config: IngestConfig) -> bool:
+    """Authored by boxsync's own integration user as an app (`person` makes an `app`
+    account, and only one, `technical` with an id): likely the echo of a write-back. A
+    person who happens to share the id is not one (Data Center has no accountType)."""
+    wanted = config.integration_account_id
+    return (wanted is not None and author.get("kind") == "technical"
+            and author.get("id") == wanted)
 
 
 def _issue_subject(body: dict[str, Any], event: str, config: IngestConfig

@@ -12,6 +12,8 @@ class IngestConfig:
     max_event_bytes: int = 1024 * 1024
     default_jira_site: str | None = None
     field_map: Mapping[str, str] = field(default_factory=dict)
+    # BOXSYNC_JIRA_INTEGRATION_ACCOUNT_ID: its `app` changes are likely echoes of write-backs.
+    integration_account_id: str | None = None
     # Derived from field_map: normalized name -> the custom field ids mapped to it, the last
     # mapped first (the one that wins when several are present). Looked up per changed field.
     field_ids_by_target: Mapping[str, tuple[str, ...]] = field(

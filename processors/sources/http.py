@@ -6,7 +6,11 @@ Contract of `HttpClient.request_json`:
 - 401 and 403: `SourceAuthFailed` at once.
 - 429: retried after `Retry-After` (seconds or an HTTP date) when the answer has one, else after
   the backoff; a `Retry-After` longer than `RetryPolicy.max_retry_after` fails at once rather
-  than hold a worker for an hour.
+  than hold a worker for an hour. With a `gate` (processors.sources.limiter), the gate decides
+  instead: it blocks the 429's class (endpoint, issue, quota, key or token) until the source's
+  time and the retry waits in `gate.before()`, as every other call of that class does.
+- a `gate` is asked before each try (it sleeps until the source's limits allow the call) and
+  told every outcome (it counts them, and settles Jira's points by the objects returned).
 - 5xx, timeouts and connection errors: retried with exponential backoff (base 0.5 s, doubled per
   try, capped at 30 s, with jitter unless turned off) up to `RetryPolicy.attempts` tries in all,
   then `SourceUnavailable`.
@@ -32,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from processors.logs import event
@@ -82,13 +86,24 @@ class RetryPolicy:
         return delay * random.uniform(0.5, 1.0) if self.jitter else delay
 
 
+class Gate(Protocol):
+    """A call's passage through a client-side limiter (processors.sources.limiter.Gate)."""
+
+    def before(self) -> None: ...
+
+    def after(self, status: int | None, headers: Mapping[str, str], payload: bytes,
+              answer: Any = None) -> float | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Retriable:
-    """A failed try that another try may fix; `wait` is what the server asked for, if any."""
+    """A failed try that another try may fix; `wait` is what the server asked for, if any;
+    `gated`: the gate waits before the next try, so the pause does not sleep."""
 
     detail: str
     status: int | None = None
     wait: float | None = None
+    gated: bool = False
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
@@ -110,22 +125,26 @@ class HttpClient:
         self._opener = urllib.request.build_opener(_RefuseRedirects)
 
     def get_json(self, service: Service, url: str, *, params: Mapping[str, Any] | None = None,
-                 headers: Mapping[str, str] | None = None) -> Any:
-        return self.request_json(service, "GET", url, params=params, headers=headers)
+                 headers: Mapping[str, str] | None = None, gate: Gate | None = None) -> Any:
+        return self.request_json(service, "GET", url, params=params, headers=headers,
+                                 gate=gate)
 
     def post_json(self, service: Service, url: str, body: Any, *,
-                  headers: Mapping[str, str] | None = None) -> Any:
-        return self.request_json(service, "POST", url, headers=headers, body=body)
+                  headers: Mapping[str, str] | None = None, gate: Gate | None = None) -> Any:
+        return self.request_json(service, "POST", url, headers=headers, body=body, gate=gate)
 
     def request_json(self, service: Service, method: str, url: str, *,
                      params: Mapping[str, Any] | None = None,
-                     headers: Mapping[str, str] | None = None, body: Any = None) -> Any:
+                     headers: Mapping[str, str] | None = None, body: Any = None,
+                     gate: Gate | None = None) -> Any:
         """One JSON request, retried as the module docstring says."""
         what = f"{method} {urlsplit(url).path or '/'}"
         request = _request(method, url, params, headers, body)
         attempts = max(1, self.policy.attempts)
         for attempt in range(1, attempts + 1):
-            outcome = self._try(service, what, request)
+            if gate is not None:
+                gate.before()
+            outcome = self._try(service, what, request, gate)
             if not isinstance(outcome, _Retriable):
                 return outcome.value
             if attempt == attempts:
@@ -135,13 +154,36 @@ class HttpClient:
             self._pause(service, what, outcome, attempt)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _try(self, service: Service, what: str, request: urllib.request.Request
-             ) -> _Answer | _Retriable:
+    def _try(self, service: Service, what: str, request: urllib.request.Request,
+             gate: Gate | None = None) -> _Answer | _Retriable:
         try:
             status, headers, payload = self._send(request)
         except _TRANSPORT_ERRORS as exc:
+            if gate is not None:
+                gate.after(None, {}, b"")
             return _Retriable(f"no answer: {service.redact(_transport_detail(exc))}")
-        return self._judge(service, what, status, headers, payload)
+        if gate is None:
+            return self._judge(service, what, status, headers, payload)
+        return self._judge_gated(service, what, status, headers, payload, gate)
+
+    def _judge_gated(self, service: Service, what: str, status: int, headers: Message,
+                     payload: bytes, gate: Gate) -> _Answer | _Retriable:
+        lowered = {name.lower(): value for name, value in headers.items()}
+        if status == 429:
+            wait = gate.after(status, lowered, payload) or 0.0
+            if wait > self.policy.max_retry_after:
+                raise SourceUnavailable(
+                    f"{service.name} is rate limiting {what} for {wait:.0f} s; "
+                    "run the sync again after that", status=429)
+            return _Retriable("HTTP 429", 429, wait, gated=True)
+        try:
+            outcome = self._judge(service, what, status, headers, payload)
+        except Exception:
+            gate.after(status, lowered, payload)
+            raise
+        gate.after(status, lowered, payload,
+                   outcome.value if isinstance(outcome, _Answer) else None)
+        return outcome
 
     def _send(self, request: urllib.request.Request) -> tuple[int, Message, bytes]:
         try:
@@ -179,7 +221,8 @@ class HttpClient:
         delay = outcome.wait if outcome.wait is not None else self.policy.backoff(attempt)
         event(log, logging.WARNING, "source request failed; retrying", service=service.name,
               request=what, failure=outcome.detail, attempt=attempt, delay_seconds=delay)
-        self._sleep(delay)
+        if not outcome.gated:  # a gated retry waits in gate.before(), with its class
+            self._sleep(delay)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,10 @@ Two deployments, told apart by the credentials:
 Tasks are normalized by the ingest's own `issue_snapshot`, so a full sync and a webhook give a
 field the same value. The site in the task id is the host of the issue's `self` URL (what the
 webhooks carry, contract §2), else the host of the base URL.
+
+Every request goes through the source's `Limiter` when it has one (processors.sources.limiter:
+the site's points quota and per-endpoint burst buckets, shared in PostgreSQL), at the
+priority of the listing: full listings last, incremental ones before them.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pydantic import SecretStr
 from processors.ingest.jira import issue_snapshot
 from processors.ingest.text import clean_text
 from processors.sources.http import HttpClient, Service, checked_base_url
+from processors.sources.limiter import Gate, Limiter
+from processors.sources.limits import Call, Priority
 from processors.sources.model import SourcePage, SourceTask, SourceUnavailable, epoch_of_iso
 
 # The Jira fields the normalized fields of contract §5 come from, plus `project` (the task's
@@ -55,7 +61,7 @@ class JiraSource:
     def __init__(self, base_url: str, *, email: str | None = None,
                  api_token: str | SecretStr | None = None, pat: str | SecretStr | None = None,
                  field_map: Mapping[str, str] | None = None, page_size: int = 100,
-                 http: HttpClient | None = None) -> None:
+                 http: HttpClient | None = None, limiter: Limiter | None = None) -> None:
         self.base_url, self.site = checked_base_url(base_url, "BOXSYNC_JIRA_BASE_URL")
         self.deployment, self._authorization, secret = _credentials(email, api_token, pat)
         if not 1 <= page_size <= MAX_PAGE_SIZE:
@@ -63,6 +69,8 @@ class JiraSource:
         self.page_size = page_size
         self.field_map = dict(field_map or {})
         self._http = http or HttpClient()
+        self.limiter = limiter
+        self.credential = secret  # for the limiter's fingerprint; never logged
         hint = ("check BOXSYNC_JIRA_EMAIL and BOXSYNC_JIRA_API_TOKEN" if self.deployment == "cloud"
                 else "check BOXSYNC_JIRA_PAT")
         self._service = Service(
@@ -82,26 +90,56 @@ class JiraSource:
         return [*SNAPSHOT_FIELDS, *sorted(set(self.field_map) - set(SNAPSHOT_FIELDS))]
 
     def iter_pages(self, jira_projects: Iterable[str], labels_all: Iterable[str] = (),
-                   jql: str | None = None) -> Iterator[SourcePage]:
+                   jql: str | None = None, priority: Priority = Priority.FULL
+                   ) -> Iterator[SourcePage]:
         """Every issue the scope selects, with its normalized fields, each exactly once.
         Nothing (no request) when the scope names no Jira project."""
-        yield from self._listing(jira_projects, labels_all, jql, self.fields(), full=True)
+        yield from self._listing(jira_projects, labels_all, jql, self.fields(), full=True,
+                                 priority=priority)
 
     def iter_updated(self, jira_projects: Iterable[str], labels_all: Iterable[str] = (),
-                     jql: str | None = None) -> Iterator[SourcePage]:
+                     jql: str | None = None, priority: Priority = Priority.INCREMENTAL
+                     ) -> Iterator[SourcePage]:
         """The same issues with `updated` only (`fields` empty), for incremental sync. The
         contract passes a box's JQL to Jira on full sync only: incremental callers leave
         `jql` None."""
-        yield from self._listing(jira_projects, labels_all, jql, ["updated"], full=False)
+        yield from self._listing(jira_projects, labels_all, jql, ["updated"], full=False,
+                                 priority=priority)
+
+    def newest_update(self, jira_projects: Iterable[str]) -> float | None:
+        """Epoch seconds of the newest `updated` among the projects' issues (one issue read:
+        2 points), for the silence check; None when they have none."""
+        query = filter_jql(jira_projects, [], None) + " ORDER BY updated DESC"
+        path = CLOUD_SEARCH if self.deployment == "cloud" else DC_SEARCH
+        answer = self.request("GET", path, endpoint="search", objects=1, params={
+            "jql": query, "fields": "updated", "maxResults": 1})
+        issues = self._issues(self._answer_object(answer, path), path)
+        times = [epoch_of_iso(issue.get("fields", {}).get("updated"))
+                 for issue in issues if isinstance(issue, dict)]
+        return max((at for at in times if at is not None), default=None)
+
+    def request(self, method: str, path: str, *, endpoint: str,
+                priority: Priority = Priority.INCREMENTAL, params: Mapping[str, Any] | None = None,
+                body: Any = None, objects: int = 0, issue: str | None = None) -> Any:
+        """One request to the site's REST API (`path` from /rest/...), through the limiter
+        as the call `endpoint` (the class label of metrics and burst buckets)."""
+        call = Call("jira", endpoint, method, priority, objects, issue)
+        return self._http.request_json(self._service, method, self.base_url + path,
+                                       params=params, headers=self._headers(), body=body,
+                                       gate=self._gate(call))
+
+    def _gate(self, call: Call) -> Gate | None:
+        return self.limiter.gate(call) if self.limiter is not None else None
 
     def _listing(self, projects: Iterable[str], labels: Iterable[str], jql: str | None,
-                 fields: list[str], *, full: bool) -> Iterator[SourcePage]:
+                 fields: list[str], *, full: bool, priority: Priority
+                 ) -> Iterator[SourcePage]:
         projects, labels = [project for project in projects if project], list(labels)
         if not projects:
             return
         query = build_jql(projects, labels, jql)
-        pages = (self._cloud_pages(query, fields, filter_jql(projects, labels, jql))
-                 if self.deployment == "cloud" else self._dc_pages(query, fields))
+        pages = (self._cloud_pages(query, fields, filter_jql(projects, labels, jql), priority)
+                 if self.deployment == "cloud" else self._dc_pages(query, fields, priority))
         seen: set[str] = set()
         for issues, total in pages:
             tasks = [self._task(issue, full) for issue in issues]
@@ -110,16 +148,17 @@ class JiraSource:
             seen.update(task.task_id for task in fresh)
             yield SourcePage(fresh, total)
 
-    def _cloud_pages(self, query: str, fields: list[str], count_query: str
-                     ) -> Iterator[tuple[list[Any], int | None]]:
-        total = self._approximate_count(count_query)
+    def _cloud_pages(self, query: str, fields: list[str], count_query: str,
+                     priority: Priority) -> Iterator[tuple[list[Any], int | None]]:
+        total = self._approximate_count(count_query, priority)
         token: str | None = None
         while True:
             params: dict[str, Any] = {"jql": query, "fields": ",".join(fields),
                                       "maxResults": self.page_size}
             if token:
                 params["nextPageToken"] = token
-            answer = self._answer_object(self._get(CLOUD_SEARCH, params), CLOUD_SEARCH)
+            answer = self._answer_object(self._get(CLOUD_SEARCH, params, priority),
+                                         CLOUD_SEARCH)
             yield self._issues(answer, CLOUD_SEARCH), total
             next_token = answer.get("nextPageToken")
             # The last page may lack `isLast` and `nextPageToken` both (JRACLOUD-92184).
@@ -129,24 +168,24 @@ class JiraSource:
                 raise self._malformed(CLOUD_SEARCH, "the same nextPageToken twice")
             token = next_token
 
-    def _dc_pages(self, query: str, fields: list[str]
+    def _dc_pages(self, query: str, fields: list[str], priority: Priority
                   ) -> Iterator[tuple[list[Any], int | None]]:
         start = 0
         while True:
             params = {"jql": query, "fields": ",".join(fields), "startAt": start,
                       "maxResults": self.page_size}
-            answer = self._answer_object(self._get(DC_SEARCH, params), DC_SEARCH)
+            answer = self._answer_object(self._get(DC_SEARCH, params, priority), DC_SEARCH)
             issues, total = self._issues(answer, DC_SEARCH), _count(answer.get("total"))
             yield issues, total
             start += len(issues)
             if not issues or (total is not None and start >= total):
                 return
 
-    def _approximate_count(self, query: str) -> int | None:
+    def _approximate_count(self, query: str, priority: Priority) -> int | None:
         """Cloud's estimate of the issues a search will list, for progress only."""
         try:
-            answer = self._http.post_json(self._service, self.base_url + CLOUD_COUNT,
-                                          {"jql": query}, headers=self._headers())
+            answer = self.request("POST", CLOUD_COUNT, endpoint="count", body={"jql": query},
+                                  priority=priority)
         except SourceUnavailable:
             return None  # progress without a total is still progress
         return _count(answer.get("count")) if isinstance(answer, dict) else None
@@ -170,9 +209,9 @@ class JiraSource:
                  for name, value in fields.items()}
         return issue_snapshot(plain, self.field_map)
 
-    def _get(self, path: str, params: Mapping[str, Any]) -> Any:
-        return self._http.get_json(self._service, self.base_url + path, params=params,
-                                   headers=self._headers())
+    def _get(self, path: str, params: Mapping[str, Any], priority: Priority) -> Any:
+        return self.request("GET", path, endpoint="search", params=params,
+                            priority=priority, objects=self.page_size)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": self._authorization}

@@ -14,6 +14,9 @@ names the path only, and scrubs both values from error excerpts).
 
 List names come from `GET /1/boards/{board}/lists?filter=all` (one request per board and full
 listing), since a card holds only its list's id.
+
+Every request goes through the source's `Limiter` when it has one (processors.sources.limiter:
+the API key's and the token's buckets, and `/1/members/`'s, shared in PostgreSQL).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pydantic import SecretStr
 from processors.ingest.text import clean_text
 from processors.ingest.trello import card_snapshot
 from processors.sources.http import HttpClient, Service, checked_base_url
+from processors.sources.limiter import Limiter
+from processors.sources.limits import Call, Priority
 from processors.sources.model import SourcePage, SourceTask, SourceUnavailable, epoch_of_iso
 
 # The card fields behind the normalized ones (ingest's createCard rules, plus labels), and the
@@ -42,7 +47,7 @@ class TrelloSource:
 
     def __init__(self, base_url: str = "https://api.trello.com", *, key: str,
                  token: str | SecretStr, page_size: int = 500, card_filter: str = "all",
-                 http: HttpClient | None = None) -> None:
+                 http: HttpClient | None = None, limiter: Limiter | None = None) -> None:
         self.base_url, _host = checked_base_url(base_url, "the Trello API URL")
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         if not key or not secret:
@@ -54,6 +59,8 @@ class TrelloSource:
         self.card_filter = card_filter
         self._auth = {"key": key, "token": secret}
         self._http = http or HttpClient()
+        self.limiter = limiter
+        self.key, self.token = key, secret  # the limiter's fingerprints; never logged
         self._service = Service(
             "Trello", "check BOXSYNC_TRELLO_KEY and BOXSYNC_TRELLO_TOKEN, and that this member "
             "can see the box's boards", "check the box's Trello board ids", (key, secret))
@@ -61,20 +68,33 @@ class TrelloSource:
     def __repr__(self) -> str:  # no credentials
         return f"TrelloSource({self.base_url!r})"
 
-    def iter_pages(self, trello_boards: Iterable[str]) -> Iterator[SourcePage]:
+    def iter_pages(self, trello_boards: Iterable[str], priority: Priority = Priority.FULL
+                   ) -> Iterator[SourcePage]:
         """Every card of the boards with its normalized fields, each exactly once."""
         seen: set[str] = set()
         for board in _boards(trello_boards):
-            lists = self._list_names(board)
-            for cards in self._card_pages(board, CARD_FIELDS):
+            lists = self._list_names(board, priority)
+            for cards in self._card_pages(board, CARD_FIELDS, priority):
                 yield self._page(cards, board, seen, lists)
 
-    def iter_updated(self, trello_boards: Iterable[str]) -> Iterator[SourcePage]:
+    def iter_updated(self, trello_boards: Iterable[str],
+                     priority: Priority = Priority.INCREMENTAL) -> Iterator[SourcePage]:
         """The same cards with `dateLastActivity` only (`fields` empty), for incremental sync."""
         seen: set[str] = set()
         for board in _boards(trello_boards):
-            for cards in self._card_pages(board, IDENTITY_FIELDS):
+            for cards in self._card_pages(board, IDENTITY_FIELDS, priority):
                 yield self._page(cards, board, seen, None)
+
+    def request(self, method: str, path: str, *, endpoint: str,
+                priority: Priority = Priority.INCREMENTAL,
+                params: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        """One request to the REST API (`path` from /1/...), with the key and token, through
+        the limiter as the call `endpoint` (`members` for /1/members/...)."""
+        call = Call("trello", endpoint, method, priority)
+        gate = self.limiter.gate(call) if self.limiter is not None else None
+        return self._http.request_json(self._service, method, self.base_url + path,
+                                       params={**(params or {}), **self._auth}, body=body,
+                                       gate=gate)
 
     def _page(self, cards: list[Any], board: str, seen: set[str],
               lists: Mapping[str, str] | None) -> SourcePage:
@@ -84,15 +104,16 @@ class TrelloSource:
         seen.update(task.task_id for task in fresh)
         return SourcePage(fresh, None)
 
-    def _card_pages(self, board: str, fields: Iterable[str]) -> Iterator[list[Any]]:
+    def _card_pages(self, board: str, fields: Iterable[str], priority: Priority
+                    ) -> Iterator[list[Any]]:
         before: str | None = None
         path = f"/1/boards/{quote(board, safe='')}/cards"
         while True:
             params = {"filter": self.card_filter, "fields": ",".join(fields),
-                      "limit": self.page_size, **self._auth}
+                      "limit": self.page_size}
             if before is not None:
                 params["before"] = before
-            cards = self._get_list(path, params)
+            cards = self._get_list(path, params, "board_cards", priority)
             yield cards
             # Same-width hex ids order like the numbers they are, once in one case.
             oldest = min((_card_id(card).lower() for card in cards), default=None)
@@ -102,9 +123,10 @@ class TrelloSource:
                 raise self._malformed(path, "a page that does not go back in time")
             before = oldest
 
-    def _list_names(self, board: str) -> dict[str, str]:
+    def _list_names(self, board: str, priority: Priority) -> dict[str, str]:
         path = f"/1/boards/{quote(board, safe='')}/lists"
-        lists = self._get_list(path, {"filter": "all", "fields": "name", **self._auth})
+        lists = self._get_list(path, {"filter": "all", "fields": "name"}, "board_lists",
+                               priority)
         return {item["id"]: clean_text(item["name"]) for item in lists
                 if isinstance(item, dict) and isinstance(item.get("id"), str)
                 and isinstance(item.get("name"), str)}
@@ -119,8 +141,10 @@ class TrelloSource:
                           clean_text(short_link) if isinstance(short_link, str) else None,
                           f"trello:{board_id}", updated_at, fields)
 
-    def _get_list(self, path: str, params: Mapping[str, Any]) -> list[Any]:
-        answer = self._http.get_json(self._service, self.base_url + path, params=params)
+    def _get_list(self, path: str, params: Mapping[str, Any], endpoint: str,
+                  priority: Priority) -> list[Any]:
+        answer = self.request("GET", path, endpoint=endpoint, priority=priority,
+                              params=params)
         if not isinstance(answer, list):
             raise self._malformed(path, "an answer that is not a JSON list")
         return answer

@@ -23,6 +23,7 @@ import psycopg
 
 from processors.collapse.logic import update_id
 from processors.errors import BoxsyncError
+from processors.sources.limits import Priority
 from processors.sources.model import SourcePage, SourceTask, SourceUnavailable
 from processors.store import runs, synced
 from processors.sync.logic import (
@@ -52,18 +53,21 @@ class Sources:
         self.jira = jira
         self.trello = trello
 
-    def pages(self, box: Box, *, updated_only: bool = False, jql: str | None = None
-              ) -> Iterator[SourcePage]:
+    def pages(self, box: Box, *, updated_only: bool = False, jql: str | None = None,
+              priority: Priority = Priority.FULL) -> Iterator[SourcePage]:
+        """The box's tasks; `priority` is the run's place at the sources' limiters (full
+        syncs last, incremental ones before them)."""
         scope = box.scope
         if scope.jira_projects:
             source = self._require(self.jira, "Jira", "BOXSYNC_JIRA_BASE_URL")
             listing = source.iter_updated if updated_only else source.iter_pages
             yield from listing(scope.jira_projects, scope.labels_all,
-                               jql if jql is not None else (None if updated_only else scope.jql))
+                               jql if jql is not None else (None if updated_only else scope.jql),
+                               priority=priority)
         if scope.trello_boards:
             source = self._require(self.trello, "Trello", "BOXSYNC_TRELLO_KEY")
             listing = source.iter_updated if updated_only else source.iter_pages
-            yield from listing(scope.trello_boards)
+            yield from listing(scope.trello_boards, priority=priority)
 
     @staticmethod
     def _require(source: Any, name: str, setting: str) -> Any:
@@ -113,7 +117,8 @@ def incremental_sync(ctx: RunContext, run: runs.Run, box: Box, cached: dict[str,
     the box's members as they were when the run started: a task shared with a box synced
     earlier in the run has a fresh cache time by now, and must still reach this box."""
     owner_id, grants = _scope_owner(ctx, box)
-    stale = [task.task_id for page in ctx.sources.pages(box, updated_only=True)
+    stale = [task.task_id for page in ctx.sources.pages(box, updated_only=True,
+                                                         priority=Priority.INCREMENTAL)
              for task in page.tasks
              if visible(task, owner_id, grants) and differs(task, cached.get(task.task_id))]
     progress = ProgressClock(ctx.clock())
@@ -140,11 +145,12 @@ def _details(ctx: RunContext, box: Box, task_ids: list[str]) -> Iterator[SourceP
         jira_only = box.model_copy(update={"scope": box.scope.model_copy(
             update={"trello_boards": []})})
         for chunk in _chunks(jira_ids, 100):
-            yield from ctx.sources.pages(jira_only, jql=f"id in ({', '.join(chunk)})")
+            yield from ctx.sources.pages(jira_only, jql=f"id in ({', '.join(chunk)})",
+                                         priority=Priority.INCREMENTAL)
     if len(jira_ids) < len(task_ids):
         trello_only = box.model_copy(update={"scope": box.scope.model_copy(
             update={"jira_projects": []})})
-        yield from ctx.sources.pages(trello_only)
+        yield from ctx.sources.pages(trello_only, priority=Priority.INCREMENTAL)
 
 
 def _write(ctx: RunContext, run: runs.Run, box_id: str, tasks: list[SourceTask],

@@ -33,9 +33,11 @@ from processors.metrics import Metrics
 from processors.runtime.kafka import produce, producer_config, topic
 from processors.settings import Settings
 from processors.store import boxes, db, runs
+from processors.store.source_limits import PgLimitStore
 from processors.sync.execute import RunContext, Sources, Superseded, full_sync, incremental_sync
 from processors.sync.scheduling import NightlySchedule
 from processors.sync.sources import build_sources
+from processors.upkeep.worker import SourceUpkeep
 from schemas.topics import SYNC_STATUS, TASK_UPDATES
 
 log = logging.getLogger("boxsync.sync")
@@ -74,13 +76,18 @@ class SyncRunner:
 
     def _session(self, stop: threading.Event) -> None:
         producer = Producer(producer_config(self._settings))
-        sources = self._sources or build_sources(self._settings)
+        # The sources' buckets live in PostgreSQL: every worker of the tenant shares them.
+        sources = self._sources or build_sources(
+            self._settings, store=PgLimitStore(self._database_url), metrics=self._metrics)
+        upkeep = SourceUpkeep(self._settings, sources, self._clock)
         with db.connect(self._database_url, autocommit=True) as conn:
             self._recover(conn, producer)
             self.assigned_once = True
             while not stop.is_set():
                 self.last_beat = self._clock()
                 self._housekeeping(conn, producer)
+                for queued in upkeep.tick(conn, producer):
+                    self._status(producer, queued, "queued", total=len(queued.box_ids))
                 run = runs.claim(conn, self._owner, self._settings.topic_prefix)
                 if run is None:
                     stop.wait(IDLE_SECONDS)

@@ -17,7 +17,7 @@ COMMANDS = [
     [], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["topics"],
     ["topics", "create"], ["db"], ["db", "migrate"], ["worker"], ["publish"], ["consume"],
     ["task"], ["task", "show"], ["demo"], ["replay"], ["box"], ["box", "show"], ["command"],
-    ["runs"],
+    ["runs"], ["webhooks"], ["webhooks", "sync"], ["webhooks", "list"],
 ]
 
 

@@ -12,6 +12,8 @@ documented shapes:
 | `GET /1/boards/{id}/cards` (key, token)      | the cards, newest id first, `before`/`limit`/     |
 |                                              | `filter`/`fields` applied                         |
 | `GET /1/boards/{id}/lists` (key, token)      | `[{id, name}]`                                    |
+| `PUT /rest/api/3/issue/{id}` (basic auth)    | 204, the body recorded (a write-back)             |
+| the webhook resources of Jira and Trello     | see `tests/support/fake_webhooks.py`              |
 
 The JQL is understood only as far as the sources write it: `project in ("A", ...)` and
 `labels = "x"` select issues; anything else (the box's own JQL) is recorded, not evaluated.
@@ -36,10 +38,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.support import fake_webhooks
+
 _QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _PROJECTS = re.compile(r"project in \(([^)]*)\)")
 _LABEL = re.compile(r'labels = "((?:[^"\\]|\\.)*)"')
 _BOARD_PATH = re.compile(r"^/1/boards/([^/]+)/(cards|lists)$")
+_ISSUE_PATH = re.compile(r"^/rest/api/3/issue/([^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,14 @@ class FakeSources:
     cards: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # board id → cards
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # board id → lists
     max_results_cap: int | None = None  # the server's own page-size limit
+    # Webhooks (tests/support/fake_webhooks.py): Jira's by numeric id, Trello's by id, the
+    # deliveries that failed their last retry, the clock of expiry dates.
+    jira_webhooks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    trello_webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed_webhooks: list[dict[str, Any]] = field(default_factory=list)
+    next_webhook_id: int = 10000
+    now: float = field(default_factory=time.time)
+    dynamic_webhooks_forbidden: bool = False  # Jira's 403 for a caller that is not an app
     requests: list[RecordedRequest] = field(default_factory=list)
     _scripted: dict[int, Scripted] = field(default_factory=dict)
     _always: Scripted | None = None
@@ -144,6 +157,10 @@ class FakeSources:
             return self._jira(request, "cloud", self._cloud_count)
         if route == ("GET", "/rest/api/2/search"):
             return self._jira(request, "datacenter", self._dc_search)
+        if fake_webhooks.handles(request.path):
+            return fake_webhooks.answer(self, request)
+        if request.method == "PUT" and _ISSUE_PATH.match(request.path):
+            return self._jira(request, "cloud", lambda _request: b"")
         board = _BOARD_PATH.match(request.path)
         if request.method == "GET" and board:
             return self._trello(request, board.group(1), board.group(2))
@@ -152,11 +169,11 @@ class FakeSources:
     # -- Jira -------------------------------------------------------------------------------
 
     def _jira(self, request: RecordedRequest, deployment: str, handler: Any) -> tuple[int, Any]:
-        if request.headers.get("authorization") != self._jira_authorization(deployment):
+        if request.headers.get("authorization") != self.jira_authorization(deployment):
             return 401, b"Client must be authenticated to access this resource."
         return 200, handler(request)
 
-    def _jira_authorization(self, deployment: str) -> str:
+    def jira_authorization(self, deployment: str) -> str:
         if deployment == "datacenter":
             return f"Bearer {self.jira_pat}"
         pair = f"{self.jira_email}:{self.jira_api_token}".encode()
@@ -164,6 +181,9 @@ class FakeSources:
 
     def _cloud_search(self, request: RecordedRequest) -> dict[str, Any]:
         selected = self._select(request.params.get("jql", ""))
+        if request.params.get("jql", "").endswith("ORDER BY updated DESC"):
+            selected.sort(key=lambda issue: str(issue.get("fields", {}).get("updated")),
+                          reverse=True)
         start = _token_offset(request.params.get("nextPageToken"))
         size = self._page_size(request.params.get("maxResults"), default=50)
         page = selected[start:start + size]
@@ -242,6 +262,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve("POST")
 
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: tests read `requests` instead
 
@@ -261,6 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(scripted.status, scripted.body, scripted.headers)
             return
         status, value = self.server.fake.answer(request)
+        if status == 200 and value == b"":
+            status = 204  # No Content, as Jira answers a write
         self._send(status, value if isinstance(value, bytes) else json.dumps(value).encode())
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:

@@ -506,6 +506,30 @@ def test_automation_for_jira_is_a_technical_author() -> None:
     assert change["author"]["source"] == "jira"
 
 
+BOXSYNC_APP_ID = "712020:0b0c5e1a-7d2f-4c3b-9a8e-1f2d3c4b5a69"
+ECHO_CONFIG = IngestConfig(field_map=FIELD_MAP, integration_account_id=BOXSYNC_APP_ID)
+
+
+def test_a_change_by_boxsyncs_own_app_account_is_a_likely_echo() -> None:
+    change = accept(updated_body(item("summary", "x", field_id="summary"),
+                                 user=cloud_user(BOXSYNC_APP_ID, "boxsync", account_type="app")),
+                    ECHO_CONFIG)
+    assert change["likely_echo"] is True
+    assert ChangeEvent.model_validate(change).likely_echo is True
+
+
+@pytest.mark.parametrize(("author", "config"), [
+    (cloud_user(BOXSYNC_APP_ID, "boxsync", account_type="app"), CONFIG),  # not configured
+    (automation_user(), ECHO_CONFIG),  # another app
+    (cloud_user(BOXSYNC_APP_ID, "a person?"), ECHO_CONFIG),  # not an app account
+    (None, ECHO_CONFIG),  # nobody named
+])
+def test_other_authors_are_no_echo(author: dict[str, Any] | None, config: IngestConfig) -> None:
+    change = accept(updated_body(item("summary", "x", field_id="summary"), user=author), config)
+    assert "likely_echo" not in change
+    assert ChangeEvent.model_validate(change).likely_echo is False
+
+
 # --------------------------------------------------------------------------------------------
 # Identity: task id and site
 # --------------------------------------------------------------------------------------------

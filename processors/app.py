@@ -17,49 +17,15 @@ import faust
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from processors.boxes.agents import BoxesStage
-from processors.collapse.agents import CollapseStage
-from processors.ingest.agents import IngestStage
 from processors.metrics import Metrics
-from processors.runtime.incarnations import admin_client, topic_ids
-from processors.runtime.kafka import consumer_config, group_id, producer_config
-from processors.runtime.loop import TransactionalLoop
 from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
+from processors.stages import stage
 from processors.store import db
 from processors.store.tenancy import schema_of
-from processors.sync.runner import SyncRunner
 from processors.web.webhooks import register_webhooks
 
 READY_BEAT_SECONDS = 15
-
-
-def build_loop(process_name: str, settings: Settings, metrics: Metrics,
-               database_url: str) -> TransactionalLoop | SyncRunner:
-    """One hot-path stage on its transactional loop, for the stage process `process_name`
-    (`ingest`, `ingest.2`, `collapse`: the stage, and which of its processes)."""
-    stage: IngestStage | CollapseStage | BoxesStage
-    stage_name = process_name.split(".")[0]
-    if stage_name == "sync":
-        return SyncRunner(settings, metrics, database_url)
-    if stage_name == "ingest":
-        stage = IngestStage(settings, metrics, database_url)
-    elif stage_name == "collapse":
-        stage = CollapseStage(settings, metrics, database_url)
-    elif stage_name == "boxes":
-        stage = BoxesStage(settings, metrics, database_url)
-    else:
-        raise ValueError(f"unknown stage {stage_name!r}")
-    # Stable per process across restarts, distinct between processes: a restarted process
-    # fences its killed predecessor, and two processes never fence each other.
-    transactional_id = f"{settings.topic_prefix}boxsync-{process_name}-{settings.worker_instance}"
-    admin = admin_client(settings.kafka_bootstrap)
-    return TransactionalLoop(
-        stage, consumer_config(settings, group_id(settings, stage.name)),
-        producer_config(settings, transactional_id),
-        topic_ids=lambda names: topic_ids(admin, names),
-        on_error=lambda name: metrics.stage_errors.labels(name).inc(),
-        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records))
 
 
 def create_app(settings: Settings, metrics: Metrics, database_url: str,
@@ -78,10 +44,9 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
     )
-    counts = {"ingest": settings.ingest_processes, "collapse": settings.collapse_processes}
     supervisor = StageSupervisor(settings, database_url, tuple(
-        name for stage in settings.worker_stages
-        for name in _process_names(stage, counts.get(stage, 1))))
+        name for chosen in settings.worker_stages
+        for name in stage(chosen).process_names(settings)))
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 
@@ -119,11 +84,6 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
 
     register_webhooks(app, settings, metrics)
     return app
-
-
-def _process_names(stage: str, count: int) -> list[str]:
-    """`ingest`, `ingest.2`, ...: one name per process, stable across restarts."""
-    return [stage] + [f"{stage}.{n}" for n in range(2, count + 1)]
 
 
 def _ping_database(database_url: str) -> None:

@@ -16,9 +16,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processors.sources.limits import Limit, parse_limits
+from processors.stages import STAGE_NAMES
 
 ENV_PREFIX = "BOXSYNC_"
-STAGES = ("ingest", "collapse", "boxes", "sync")
+# The registry (processors.stages) imports no settings: no circle.
+STAGES = STAGE_NAMES
 
 
 class SettingsError(ValueError):

@@ -223,7 +223,8 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and tells us
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    from processors.app import build_loop  # after the logging set-up; spawn re-imports
+    # Imported after the logging set-up: the stage's module logs as it loads.
+    from processors.runtime.stage_loop import build_loop
 
     metrics = Metrics.create()
     loop = build_loop(stage, settings, metrics, database_url)

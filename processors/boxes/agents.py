@@ -43,17 +43,17 @@ from processors.boxes.logic import (
 )
 from processors.boxes.rebuild import latest_records, valid_rows
 from processors.filters.reference import BadReference, ReferenceState
-from processors.ingest.logic import Rejected, dead_letter, iso_utc
 from processors.logs import event
 from processors.metrics import Metrics
 from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
 from processors.runtime.origins import origin as record_origin
-from processors.runtime.records import raw_record
+from processors.runtime.records import Rejected, dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import boxes, db
 from processors.sync.queueing import queue_sync_run
+from processors.wire import iso_utc
 from schemas.topics import (
     BOX_DEFINITIONS,
     JIRA_PERMISSIONS,

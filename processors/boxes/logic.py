@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.filters.logic import scope_projects
+from processors.wire import SCHEMA_VERSION
 from schemas.reference import Box
 
 CORRUPTING_EVENTS = {
@@ -70,7 +71,8 @@ def sync_status(box_id: str | None, state: str, at: str, *, reason: str | None =
                 total: int | None = None, read_only: bool = False,
                 detail: str | None = None) -> dict[str, Any]:
     """A `SyncStatus` message as a dict (contract §2)."""
-    return {"schema_version": 1, "box_id": box_id, "run_id": run_id, "command_id": command_id,
+    return {"schema_version": SCHEMA_VERSION, "box_id": box_id, "run_id": run_id,
+            "command_id": command_id,
             "sync_type": sync_type, "state": state, "reason": reason, "processed": processed,
             "total": total, "read_only": read_only,
             "requested_by": dict(requested_by) if requested_by is not None else None, "at": at,

@@ -35,12 +35,11 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from processors.collapse.filtering import CollapseFilters
 from processors.collapse.logic import Arrival, Change, Emitted, PartitionWindows, TaskMemory
 from processors.collapse.replay import emitted_event_ids
-from processors.ingest.logic import RawRecord, Rejected, dead_letter
 from processors.logs import event
 from processors.metrics import Metrics, observe_all
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
-from processors.runtime.records import raw_record
+from processors.runtime.records import RawRecord, Rejected, dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
 from schemas.topics import OKR_UPDATES, SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES

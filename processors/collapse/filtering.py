@@ -30,6 +30,7 @@ from processors.okr.logic import Tally, linked_key_results, progress, touches_st
 from processors.runtime.loop import Output
 from processors.settings import Settings
 from processors.store.tasks import label_tuple
+from processors.wire import iso_utc
 from schemas.reference import KeyResultLink
 
 
@@ -91,12 +92,12 @@ class CollapseFilters:
     def okr_outputs(self, conn: psycopg.Connection, now: float) -> list[Output]:
         """Progress of every key result whose linked task changed status in this batch."""
         changes, self._status_changes = self._status_changes, []
-        at = datetime.fromtimestamp(now, tz=UTC).isoformat(timespec="milliseconds")
+        at = iso_utc(datetime.fromtimestamp(now, tz=UTC))
         outputs = []
         for change in changes:
             tally = _tally(conn, change.link) if change.link.mode == "auto" else None
             message = progress(change.link, change.task_id, change.status,
-                               change.status_category, tally, at.replace("+00:00", "Z"))
+                               change.status_category, tally, at)
             outputs.append(Output(self.okr_topic, change.link.key_result_id.encode(),
                                   orjson.dumps(message)))
         return outputs

@@ -25,7 +25,6 @@ nothing here does I/O or reads a clock: `now` is passed in.
 from __future__ import annotations
 
 import functools
-import hashlib
 import heapq
 import math
 import operator
@@ -40,6 +39,7 @@ import msgspec
 
 from processors.runtime.origins import origin as record_origin
 from processors.runtime.origins import same_record
+from processors.wire import SCHEMA_VERSION, iso, update_id
 
 NEVER = -math.inf
 
@@ -300,7 +300,7 @@ def close_window(window: OpenWindow, memory: TaskMemory, now: float,
         return Emitted(window.task_id, None, "stale", delay, count)
     last = ordered[-1]
     update = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "update_id": update_id(window.task_id, "partial", window.start),
         "task_id": window.task_id,
         "source": last.source,
@@ -357,12 +357,6 @@ def _remember(memory: TaskMemory, added: dict[str, tuple[float, str]], forget_be
     return bool(stale)
 
 
-def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
-    """Deterministic, so that a replay produces the same ids."""
-    anchor = iso(window_or_run) if isinstance(window_or_run, float | int) else window_or_run
-    return hashlib.sha256(f"{task_id}|{sync_type}|{anchor}".encode()).hexdigest()[:32]
-
-
 def epoch_seconds(text: str) -> float:
     """An ISO-8601 time with a zone → epoch seconds. The form ingest writes
     (`YYYY-MM-DDTHH:MM:SS.mmmZ`) takes a cached per-second path; others the general parser."""
@@ -381,13 +375,6 @@ _CANONICAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII
 @functools.lru_cache(maxsize=4096)
 def _second_epoch(second: str) -> float:
     return datetime.fromisoformat(second).replace(tzinfo=UTC).timestamp()
-
-
-@functools.lru_cache(maxsize=4096)
-def iso(epoch_seconds: float) -> str:
-    """ISO-8601 UTC with milliseconds; cached, since many updates share window boundaries."""
-    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _merge_fields(ordered: list[Change], memory: TaskMemory

@@ -25,14 +25,13 @@ from processors.ingest.logic import (
     RawRecord,
     Reference,
     Rejected,
-    dead_letter,
     ingest,
 )
 from processors.metrics import Metrics
 from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import topic
 from processors.runtime.loop import Output
-from processors.runtime.records import raw_record
+from processors.runtime.records import dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
 from schemas.topics import (

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
 from processors.ingest.text import clean_text
+from processors.wire import SCHEMA_VERSION
 
 ISSUE_EVENT_KINDS = {
     "jira:issue_created": "created",
@@ -100,7 +101,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         f"{site}|{event}|{issue_id}|{occurred_ms}|{'' if discriminator is None else discriminator}")
     key = subject.key
     change = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "event_id": event_id,
         "task_id": task_id,
         "source": "jira",
@@ -214,7 +215,7 @@ def reference(body: dict[str, Any], event: str, record: Any, config: IngestConfi
     site = _site(subject.get("self"), record, config)
     key = subject.get("key")
     reference_event = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "event_id": record.header("x-atlassian-webhook-identifier") or _hash_id(
             site, event, entity, entity_id, occurred_ms),
         "source": "jira",

@@ -7,55 +7,19 @@ wiring can publish, count or dead-letter it and move on.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from processors.ingest import jira, trello
-from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
+from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference
 from processors.ingest.text import clean_text
+from processors.runtime.records import RawRecord, Rejected
 
 __all__ = ["Accepted", "IngestConfig", "PassedOver", "RawRecord", "Reference", "Rejected",
-           "dead_letter", "ingest"]
-
-
-# Not frozen: a frozen dataclass's __init__ costs a setattr call per field, per event.
-@dataclass(slots=True)
-class RawRecord:
-    """A record as read from an upstream topic (`topic` is the unprefixed registry name)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Mapping[str, bytes | None] = field(default_factory=dict)
-    # The topic's real name, with BOXSYNC_TOPIC_PREFIX (empty: the same as `topic`).
-    full_topic: str = ""
-    # The id of the topic's incarnation (processors.runtime.incarnations), when known.
-    topic_id: str | None = None
-
-    @property
-    def topic_name(self) -> str:
-        return self.full_topic or self.topic
-
-    def origin(self) -> dict[str, str | int]:
-        """The ChangeEvent's `origin`: this record's coordinates and topic incarnation."""
-        found: dict[str, str | int] = {"topic": self.full_topic or self.topic,
-                                       "partition": self.partition, "offset": self.offset}
-        if self.topic_id is not None:
-            found["topic_id"] = self.topic_id
-        return found
-
-    def header(self, name: str) -> str | None:
-        raw = self.headers.get(name)
-        return raw.decode("utf-8", "replace") if raw else None
+           "ingest"]
 
 
 def ingest(record: RawRecord, config: IngestConfig) -> Accepted | Reference | PassedOver | Rejected:
@@ -121,26 +85,3 @@ def deep_clean(value: Any) -> Any:
     if isinstance(value, list):
         return [deep_clean(item) for item in value]
     return value
-
-
-def dead_letter(record: RawRecord, rejected: Rejected, processor: str,
-                now: datetime) -> dict[str, Any]:
-    """The `DeadLetter` message (contract §2) for a rejected record."""
-    return {
-        "schema_version": 1,
-        "source_topic": record.topic_name,
-        "partition": record.partition,
-        "offset": record.offset,
-        "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
-        "value": base64.b64encode(record.value).decode() if record.value is not None else None,
-        "headers": {name: (raw.decode("utf-8", "replace") if raw is not None else None)
-                    for name, raw in record.headers.items()},
-        "error": {"type": rejected.reason, "message": rejected.message},
-        "processor": processor,
-        "at": iso_utc(now),
-    }
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO-8601 in UTC with a `Z`, milliseconds kept (the contract's timestamp form)."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

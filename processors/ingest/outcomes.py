@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from processors.runtime.records import Rejected
+
+__all__ = ["Accepted", "IngestConfig", "PassedOver", "Reference", "Rejected"]
+
 
 @dataclass(frozen=True, slots=True)
 class IngestConfig:
@@ -54,13 +58,3 @@ class PassedOver:
 
     reason: str
     event: str
-
-
-@dataclass(slots=True)
-class Rejected:
-    """A record that cannot be processed; it becomes a dead letter with this reason."""
-
-    reason: str
-    message: str
-    # For `unknown_site`: the issue id, so the wiring can ask the app cache for its site.
-    issue_id: str | None = None

@@ -41,6 +41,7 @@ from typing import Any
 
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
 from processors.ingest.text import clean_text
+from processors.wire import SCHEMA_VERSION
 
 # The card actions boxsync acts on, and the kind each gives (updateCard may become activity).
 CARD_ACTION_KINDS = {
@@ -108,7 +109,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     short_link = card.get("shortLink")
     source_key = clean_text(short_link) if isinstance(short_link, str) else None
     change = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "event_id": event_id,
         "task_id": task_id,
         "source": "trello",
@@ -152,7 +153,7 @@ def board_event(action: dict[str, Any], action_type: str, record: Any
     upstream = "board_closed" if action_type == "updateBoard" else "board_deleted"
     name = board.get("name")
     reference_event = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "event_id": _id(action.get("id")) or _hash_id(board_id, action_type, occurred_at),
         "source": "trello", "site": None, "upstream_event": upstream, "entity": "board",
         "entity_id": board_id, "project": f"trello:{board_id}", "occurred_at": occurred_at,

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from processors.wire import SCHEMA_VERSION
 from schemas.reference import KeyResultLink
 
 STATUS_FIELDS = ("status", "status_category")
@@ -50,7 +51,7 @@ def progress(link: KeyResultLink, task_id: str, status: Any, status_category: An
     """The `KeyResultProgress` message (a dict, as the hot path writes it)."""
     auto = link.mode == "auto" and tally is not None
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "key_result_id": link.key_result_id,
         "objective_id": link.objective_id,
         "mode": link.mode,

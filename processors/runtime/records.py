@@ -1,12 +1,81 @@
-"""A consumed confluent-kafka message as a plain, typed `RawRecord` (one place for the casts)."""
+"""Records as every stage meets them: a consumed confluent-kafka message as a plain, typed
+`RawRecord` (one place for the casts), and what a stage writes for a record it cannot
+process (`Rejected` → a `DeadLetter`, contract §2)."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Message
 
-from processors.ingest.logic import RawRecord
+from processors.wire import SCHEMA_VERSION, iso_utc
+
+
+# Not frozen: a frozen dataclass's __init__ costs a setattr call per field, per event.
+@dataclass(slots=True)
+class RawRecord:
+    """A record as read from an upstream topic (`topic` is the unprefixed registry name)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes | None] = field(default_factory=dict)
+    # The topic's real name, with BOXSYNC_TOPIC_PREFIX (empty: the same as `topic`).
+    full_topic: str = ""
+    # The id of the topic's incarnation (processors.runtime.incarnations), when known.
+    topic_id: str | None = None
+
+    @property
+    def topic_name(self) -> str:
+        return self.full_topic or self.topic
+
+    def origin(self) -> dict[str, str | int]:
+        """The ChangeEvent's `origin`: this record's coordinates and topic incarnation."""
+        found: dict[str, str | int] = {"topic": self.full_topic or self.topic,
+                                       "partition": self.partition, "offset": self.offset}
+        if self.topic_id is not None:
+            found["topic_id"] = self.topic_id
+        return found
+
+    def header(self, name: str) -> str | None:
+        raw = self.headers.get(name)
+        return raw.decode("utf-8", "replace") if raw else None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that cannot be processed; it becomes a dead letter with this reason."""
+
+    reason: str
+    message: str
+    # For `unknown_site`: the issue id, so the wiring can ask the app cache for its site.
+    issue_id: str | None = None
+
+
+def dead_letter(record: RawRecord, rejected: Rejected, processor: str,
+                now: datetime) -> dict[str, Any]:
+    """The `DeadLetter` message (contract §2) for a rejected record."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "source_topic": record.topic_name,
+        "partition": record.partition,
+        "offset": record.offset,
+        "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
+        "value": base64.b64encode(record.value).decode() if record.value is not None else None,
+        "headers": {name: (raw.decode("utf-8", "replace") if raw is not None else None)
+                    for name, raw in record.headers.items()},
+        "error": {"type": rejected.reason, "message": rejected.message},
+        "processor": processor,
+        "at": iso_utc(now),
+    }
+
+
 
 
 def raw_record(message: Message, registry_name: str, topic_id: str | None = None) -> RawRecord:

@@ -21,7 +21,6 @@ from typing import Any
 
 import psycopg
 
-from processors.collapse.logic import update_id
 from processors.errors import BoxsyncError
 from processors.sources.limits import Priority
 from processors.sources.model import SourcePage, SourceTask, SourceUnavailable
@@ -36,6 +35,7 @@ from processors.sync.logic import (
     synced_update,
     visible,
 )
+from processors.wire import update_id
 from schemas.reference import Box
 
 Emit = Callable[[dict[str, Any]], None]

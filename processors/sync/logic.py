@@ -19,9 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from processors.collapse.logic import iso, update_id
 from processors.filters.logic import BOARD_MEMBER, BROWSE_PROJECTS
 from processors.sources.model import SourceTask
+from processors.wire import SCHEMA_VERSION, iso, update_id
 
 PROGRESS_SECONDS = 1.5
 SAME_TIME_TOLERANCE = 1.0
@@ -51,7 +51,8 @@ def differs(task: SourceTask, cached_at: float | None) -> bool:
 def synced_update(task: SourceTask, fields: dict[str, Any], at: float, run_id: str,
                   sync_type: str, author: Mapping[str, Any], box_id: str) -> dict[str, Any]:
     """The `TaskUpdate` of one task a run read (fields as merged into the cache)."""
-    return {"schema_version": 1, "update_id": update_id(task.task_id, sync_type, run_id),
+    return {"schema_version": SCHEMA_VERSION,
+            "update_id": update_id(task.task_id, sync_type, run_id),
             "task_id": task.task_id, "source": task.source, "source_key": task.source_key,
             "project": task.project, "op": "upsert", "box_ids": [box_id], "left_box_ids": [],
             "changes": fields, "author": dict(author), "sync_type": sync_type,
@@ -62,7 +63,7 @@ def synced_update(task: SourceTask, fields: dict[str, Any], at: float, run_id: s
 def left_update(task_id: str, source: str, at: float, run_id: str,
                 author: Mapping[str, Any], box_id: str) -> dict[str, Any]:
     """The update that tells a box to drop a task its scope no longer selects."""
-    return {"schema_version": 1, "update_id": update_id(task_id, "full", run_id),
+    return {"schema_version": SCHEMA_VERSION, "update_id": update_id(task_id, "full", run_id),
             "task_id": task_id, "source": source, "op": "upsert", "box_ids": [],
             "left_box_ids": [box_id], "changes": {}, "author": dict(author),
             "sync_type": "full", "source_updated_at": iso(at), "window_start": None,

@@ -38,6 +38,7 @@ from processors.sync.execute import RunContext, Sources, Superseded, full_sync, 
 from processors.sync.scheduling import NightlySchedule
 from processors.sync.sources import build_sources
 from processors.upkeep.worker import SourceUpkeep
+from processors.wire import iso_utc
 from schemas.topics import SYNC_STATUS, TASK_UPDATES
 
 log = logging.getLogger("boxsync.sync")
@@ -176,8 +177,8 @@ class SyncRunner:
         self._metrics.task_updates_emitted.labels(update["sync_type"], update["op"]).inc()
 
     def _status(self, producer: Producer, run: runs.Run, state: str, **fields: Any) -> None:
-        at = datetime.fromtimestamp(self._clock(), tz=UTC).isoformat(timespec="milliseconds")
-        status = sync_status(run.box_id, state, at.replace("+00:00", "Z"),
+        at = iso_utc(datetime.fromtimestamp(self._clock(), tz=UTC))
+        status = sync_status(run.box_id, state, at,
                              command_id=run.command_id, requested_by=run.requested_by,
                              run_id=run.run_id, sync_type=run.sync_type, **fields)
         produce(producer, self._status_topic, orjson.dumps(status), status_key(status))

@@ -25,9 +25,9 @@ from processors.ingest.logic import (
     RawRecord,
     Reference,
     Rejected,
-    dead_letter,
     ingest,
 )
+from processors.runtime.records import dead_letter
 from schemas.events import ChangeEvent, DeadLetter, ReferenceEvent
 
 # --------------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ from processors.ingest.logic import (
     RawRecord,
     Reference,
     Rejected,
-    dead_letter,
     ingest,
 )
 from processors.ingest.text import clean_text
+from processors.runtime.records import dead_letter
 from schemas.events import ChangeEvent, DeadLetter
 from schemas.upstream.trello import Body
 

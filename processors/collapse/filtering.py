@@ -29,7 +29,7 @@ from processors.filters.reader import ReferenceReader
 from processors.okr.logic import Tally, linked_key_results, progress, touches_status
 from processors.runtime.loop import Output
 from processors.settings import Settings
-from processors.store.tasks import label_tuple
+from processors.store.tasks import label_tuple, okr_tallies
 from processors.wire import iso_utc
 from schemas.reference import KeyResultLink
 
@@ -90,14 +90,20 @@ class CollapseFilters:
         return routing.delivered
 
     def okr_outputs(self, conn: psycopg.Connection, now: float) -> list[Output]:
-        """Progress of every key result whose linked task changed status in this batch."""
+        """Progress of every key result whose linked task changed status in this batch; the
+        automatic ones counted from the cache in one query for the batch."""
         changes, self._status_changes = self._status_changes, []
         at = iso_utc(datetime.fromtimestamp(now, tz=UTC))
+        counted = {change.link.key_result_id: change.link for change in changes
+                   if change.link.mode == "auto"}
+        tallies = dict(zip(counted, (Tally(done=done, total=total) for total, done in
+                                     okr_tallies(conn, [(link.task_ids, link.box_ids)
+                                                        for link in counted.values()])),
+                           strict=True))
         outputs = []
         for change in changes:
-            tally = _tally(conn, change.link) if change.link.mode == "auto" else None
             message = progress(change.link, change.task_id, change.status,
-                               change.status_category, tally, at)
+                               change.status_category, tallies.get(change.link.key_result_id), at)
             outputs.append(Output(self.okr_topic, change.link.key_result_id.encode(),
                                   orjson.dumps(message)))
         return outputs
@@ -114,14 +120,3 @@ class CollapseFilters:
         for link in links:
             self._status_changes.append(StatusChange(
                 link, update["task_id"], changes.get("status"), changes.get("status_category")))
-
-
-def _tally(conn: psycopg.Connection, link: KeyResultLink) -> Tally:
-    """Linked tasks (directly or through a box), each once, and how many are done."""
-    row = conn.execute(
-        """SELECT count(*), count(*) FILTER (WHERE fields ->> 'status_category' = 'done')
-             FROM tasks
-            WHERE NOT deleted AND (task_id = ANY(%s) OR box_ids && %s::text[])""",
-        (list(link.task_ids), list(link.box_ids))).fetchone()
-    total, done = row if row else (0, 0)
-    return Tally(done=done, total=total)

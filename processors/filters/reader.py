@@ -31,6 +31,7 @@ from processors.logs import event
 from processors.runtime.incarnations import IncarnationWatch, admin_client, topic_ids
 from processors.runtime.kafka import consumer_config, topic
 from processors.settings import Settings
+from processors.store import boxes
 from schemas.reference import KeyResultLink
 from schemas.topics import BOX_DEFINITIONS, JIRA_PERMISSIONS, OKR_LINKS
 
@@ -167,9 +168,7 @@ class ReferenceReader:
         if not force and now - self._flags_read_at < FLAGS_POLL_SECONDS:
             return
         self._flags_read_at = now
-        rows = self._connect().execute(
-            """SELECT box_id, corrupted, waiting_full_sync, seq FROM box_state
-                WHERE seq > %s ORDER BY seq""", (self._flags_seq,)).fetchall()
+        rows = boxes.box_flags_since(self._connect(), self._flags_seq)
         for box_id, corrupted, waiting, seq in rows:
             self.flags[box_id] = BoxFlags(corrupted, waiting)
             self._flags_seq = max(self._flags_seq, seq)

@@ -253,3 +253,16 @@ def box_report(conn: psycopg.Connection, box_id: str) -> dict[str, Any] | None:
                                 "cleared_by"), row, strict=True)) for row in warnings],
         "member_count": members, "last_update_at": last_update,
     }
+
+
+def box_flags_since(conn: psycopg.Connection, seq: int) -> list[tuple[str, bool, bool, int]]:
+    """Box flags (corrupted, waiting for a full sync) changed after `seq`, in order."""
+    return conn.execute(
+        """SELECT box_id, corrupted, waiting_full_sync, seq FROM box_state
+            WHERE seq > %s ORDER BY seq""", (seq,)).fetchall()
+
+
+def lock_for_transaction(conn: psycopg.Connection, key: int) -> None:
+    """Hold the advisory lock `key` until the current transaction ends (one worker at a
+    time does what it guards)."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))

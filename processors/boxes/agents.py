@@ -53,7 +53,7 @@ from processors.runtime.records import Rejected, dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import boxes, db
 from processors.sync.queueing import queue_sync_run
-from processors.wire import iso_utc
+from processors.wire import iso_utc, message_bytes
 from schemas.topics import (
     BOX_DEFINITIONS,
     JIRA_PERMISSIONS,
@@ -224,7 +224,7 @@ class BoxesStage:
         return statuses
 
     def _outputs(self, statuses: list[dict[str, Any]]) -> list[Output]:
-        return [Output(self._status_topic, status_key(status).encode(), orjson.dumps(status))
+        return [Output(self._status_topic, status_key(status).encode(), message_bytes(status))
                 for status in statuses]
 
     def _dead_letter(self, message: Message, name: str, exc: Exception, now: float) -> Output:
@@ -233,7 +233,7 @@ class BoxesStage:
         record = raw_record(message, name)
         letter = dead_letter(record, Rejected(reason, f"{type(exc).__name__}: {exc}"),
                              self.name, datetime.fromtimestamp(now, tz=UTC))
-        return Output(self._dead_topic, record.key, orjson.dumps(letter))
+        return Output(self._dead_topic, record.key, message_bytes(letter))
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

@@ -42,6 +42,7 @@ from processors.runtime.loop import Output
 from processors.runtime.records import RawRecord, Rejected, dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
+from processors.wire import message_bytes
 from schemas.topics import OKR_UPDATES, SYNC_CHANGES, SYNC_DEADLETTER, TASK_UPDATES
 
 log = logging.getLogger("boxsync.collapse")
@@ -236,7 +237,7 @@ class CollapseStage:
                     emitted.delivered = False
                     continue
                 outputs.append(Output(self._updates_topic, update["task_id"].encode(),
-                                      orjson.dumps(update)))
+                                      message_bytes(update)))
         return outputs
 
     def _ensure_memories(self, missing: set[str],
@@ -269,4 +270,4 @@ class CollapseStage:
         reason = Rejected("invalid_change", f"{type(exc).__name__}: {exc}")
         self._counts[("dead", reason.reason)] += 1
         letter = dead_letter(record, reason, self.name, datetime.fromtimestamp(now, tz=UTC))
-        return Output(self._dead_topic, record.key, orjson.dumps(letter))
+        return Output(self._dead_topic, record.key, message_bytes(letter))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import psycopg
 
 from processors.collapse.logic import Change, TaskMemory
@@ -30,7 +29,7 @@ from processors.okr.logic import Tally, linked_key_results, progress, touches_st
 from processors.runtime.loop import Output
 from processors.settings import Settings
 from processors.store.tasks import label_tuple, okr_tallies
-from processors.wire import iso_utc
+from processors.wire import iso_utc, message_bytes
 from schemas.reference import KeyResultLink
 
 
@@ -105,7 +104,7 @@ class CollapseFilters:
             message = progress(change.link, change.task_id, change.status,
                                change.status_category, tallies.get(change.link.key_result_id), at)
             outputs.append(Output(self.okr_topic, change.link.key_result_id.encode(),
-                                  orjson.dumps(message)))
+                                  message_bytes(message)))
         return outputs
 
     def reset(self) -> None:

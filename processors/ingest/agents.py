@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import orjson
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -34,6 +33,7 @@ from processors.runtime.loop import Output
 from processors.runtime.records import dead_letter, raw_record
 from processors.settings import Settings
 from processors.store import db, tasks
+from processors.wire import message_bytes
 from schemas.topics import (
     JIRA_EVENTS,
     SYNC_CHANGES,
@@ -98,7 +98,7 @@ class IngestStage:
                 result = self._with_cached_site(record, result)
             if isinstance(result, Accepted):
                 outputs.append(Output(changes_topic, result.task_id.encode(),
-                                      orjson.dumps(result.change)))
+                                      message_bytes(result.change)))
                 key = (source, result.event)
                 accepted[key] = accepted.get(key, 0) + 1
                 if result.sanitized:
@@ -107,14 +107,14 @@ class IngestStage:
                     self._pending[("likely_echo", source, "")] += 1
             elif isinstance(result, Reference):
                 outputs.append(Output(self._reference_topic, result.key.encode(),
-                                      orjson.dumps(result.event_body)))
+                                      message_bytes(result.event_body)))
                 self._pending[("consumed", source, result.event)] += 1
             elif isinstance(result, PassedOver):
                 self._pending[("consumed", source, result.event)] += 1
                 self._pending[("passed_over", source, result.reason)] += 1
             else:
                 letter = dead_letter(record, result, self.name, moment)
-                outputs.append(Output(self._dead_topic, record.key, orjson.dumps(letter),
+                outputs.append(Output(self._dead_topic, record.key, message_bytes(letter),
                                       [("x-boxsync-error", result.reason.encode())]))
                 self._pending[("consumed", source, "undecodable")] += 1
                 self._pending[("dead_lettered", source, result.reason)] += 1

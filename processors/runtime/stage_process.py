@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
-from processors.runtime.loop import TransactionalLoop
+from processors.runtime.loop import HUNG_CALL_SECONDS, TransactionalLoop
 from processors.settings import Settings
 
 log = logging.getLogger("boxsync.stages")
@@ -43,6 +43,8 @@ RESTART_BACKOFF_SECONDS = 2.0
 # How long the processes of one stage wait for each other before they join the consumer
 # group anyway (a sibling that cannot start must not hold the others back for long).
 START_GATE_SECONDS = 30.0
+# The exit code of a stage process that ended itself on a hung Kafka call (see hung_call).
+HUNG_EXIT_CODE = 75
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -236,6 +238,12 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
         while not local_stop.wait(REPORT_SECONDS):
             if stop.is_set():
                 local_stop.set()
+            if hung_call(loop):
+                event(log, logging.ERROR, "a Kafka transactional call hung past its timeout; "
+                      "ending the stage process so that the worker starts it again",
+                      stage=stage, seconds=round(hung_call(loop), 1))
+                logging.shutdown()
+                os._exit(HUNG_EXIT_CODE)
             with contextlib.suppress(Exception):
                 reports.put_nowait(StageReport(stage, list(metrics.registry.collect()),
                                                loop.assigned_once, loop.last_beat))
@@ -245,6 +253,13 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     event(log, logging.INFO, "stage process started", stage=stage, pid=os.getpid())
     loop.run(local_stop)
     reporter.join(REPORT_SECONDS * 2)
+
+
+def hung_call(loop: object, limit: float = HUNG_CALL_SECONDS) -> float:
+    """How long the loop's transactional call has hung, when past `limit`; else 0."""
+    hung_for = getattr(loop, "hung_for", None)
+    seconds = float(hung_for()) if hung_for is not None else 0.0
+    return seconds if seconds > limit else 0.0
 
 
 def _wait_for_siblings(gate: BarrierType, stage: str) -> None:

@@ -6,9 +6,14 @@ real broker)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from processors.runtime.loop import TransactionalLoop
+from processors.runtime.stage_process import hung_call
 
 
 class ScriptedConsumer:
@@ -50,3 +55,50 @@ def test_nothing_within_the_poll_timeout_gives_an_empty_batch() -> None:
     consumer = ScriptedConsumer([], [None])
     assert _loop()._next_batch(consumer) == []  # type: ignore[arg-type]
     assert consumer.calls == [("consume", 100, 0.05), ("poll", None, 0.2)]
+
+
+class BlockingProducer:
+    """A transactional producer whose send_offsets_to_transaction waits until released, as
+    librdkafka's did after a broker restart (it ignored its timeout)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.release.wait(10)
+
+    def commit_transaction(self, timeout: float) -> None:
+        pass
+
+
+class NoStage:
+    def persist(self, outputs: list[Any]) -> None:
+        pass
+
+
+class GroupConsumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_a_transactional_call_that_hangs_is_seen_by_the_watchdog_and_cleared_after() -> None:
+    loop = TransactionalLoop(NoStage(), {}, {}, on_error=lambda _: None)  # type: ignore[arg-type]
+    producer = BlockingProducer()
+    offsets = [TopicPartition("t", 0, 5)]
+    worker = threading.Thread(target=loop._commit, args=(producer, GroupConsumer(), [],
+                                                         offsets))
+    assert loop.hung_for() == 0.0
+    worker.start()
+    time.sleep(0.2)
+    assert loop.hung_for() >= 0.1
+    assert hung_call(loop, limit=0.05) >= 0.1  # past the limit: the stage process ends
+    assert hung_call(loop) == 0.0  # within HUNG_CALL_SECONDS: nothing to do yet
+    producer.release.set()
+    worker.join(5)
+    assert loop.hung_for() == 0.0 and hung_call(loop, limit=0.0) == 0.0

@@ -91,7 +91,12 @@ class IngestStage:
             topic_name = message.topic() or ""
             record = raw_record(message, inputs[topic_name], ids.get(topic_name))
             source = _SOURCES[record.topic]
-            result = ingest(record, config)
+            try:
+                result = ingest(record, config)
+            except Exception as exc:
+                # One body must never stop its partition: an error here would end the session
+                # and the re-read would meet the same body again, for good.
+                result = Rejected("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
             # Where the partition resumes, whatever becomes of this record below.
             positions[(topic_name, record.partition)] = record.offset + 1
             if isinstance(result, Rejected) and result.reason == "unknown_site":

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
-from processors.ingest.text import clean_text
+from processors.ingest.text import clean_text, short_repr
 
 ISSUE_EVENT_KINDS = {
     "jira:issue_created": "created",
@@ -385,7 +385,7 @@ def _is_id(value: Any) -> bool:
 
 def _bad_timestamp(body: Mapping[str, Any]) -> Rejected:
     return Rejected("invalid_timestamp",
-                    f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
+                    f"timestamp {short_repr(body.get('timestamp'))} is not epoch milliseconds")
 
 
 def _site(self_url: Any, record: Any, config: IngestConfig) -> str | None:

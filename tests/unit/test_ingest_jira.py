@@ -1064,3 +1064,40 @@ def test_field_ids_by_target_puts_the_last_mapped_id_first() -> None:
     assert config.field_ids_by_target == {"status": ("customfield_3", "customfield_1"),
                                           "summary": ("customfield_2",)}
     assert IngestConfig().field_ids_by_target == {}
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 1020])
+@pytest.mark.parametrize("where", ["timestamp", "summary", "user"])
+def test_a_body_nested_past_the_limit_is_rejected_not_raised(depth: int, where: str) -> None:
+    """Found by `make chaos` (fuzz): at about 1,000 levels (which orjson parses) the
+    normalizers and the repr in a rejection's message raised RecursionError, the stage
+    restarted on the same body again and again, and its partition stopped for good."""
+    body = updated_body(item("summary", "New", field_id="summary"))
+    if where == "timestamp":
+        body["timestamp"] = "DEEP"
+    elif where == "summary":
+        body["issue"]["fields"]["summary"] = "DEEP"
+        body["changelog"]["items"][0]["toString"] = "DEEP"
+    else:
+        body["user"] = "DEEP"
+    raw = orjson.dumps(body).replace(b'"DEEP"', b"[" * depth + b"1" + b"]" * depth)
+    result = ingest(record(raw), CONFIG)
+    assert isinstance(result, Rejected)
+    assert result.reason in ("too_deep", "invalid_json")  # orjson stops at 1,024 levels
+
+
+def test_a_body_within_the_depth_limit_is_still_read() -> None:
+    deep: Any = "x"
+    for _ in range(40):
+        deep = {"a": deep}
+    body = updated_body(item("summary", "New", field_id="summary"))
+    body["issue"]["fields"]["customfield_99999"] = deep
+    assert "summary" in accept(orjson.dumps(body))["changes"]
+
+
+def test_a_rejection_message_is_short_whatever_the_value() -> None:
+    body = updated_body(item("summary", "New", field_id="summary"))
+    body["timestamp"] = "x" * 500_000
+    result = ingest(record(orjson.dumps(body)), CONFIG)
+    assert isinstance(result, Rejected) and result.reason == "invalid_timestamp"
+    assert len(result.message) < 200

@@ -1101,3 +1101,18 @@ def test_a_rejection_message_is_short_whatever_the_value() -> None:
     result = ingest(record(orjson.dumps(body)), CONFIG)
     assert isinstance(result, Rejected) and result.reason == "invalid_timestamp"
     assert len(result.message) < 200
+
+
+def test_the_dead_letter_of_a_body_near_the_record_limit_fits_on_the_topic() -> None:
+    """Found by `make chaos`: base64 of a rejected 900 kB body made a letter over the
+    producer's 1 MB limit, which it refused, and ingest restarted on that record for good."""
+    raw = b'{"webhookEvent": "jira:issue_updated", "x": "' + b"a" * 900_000  # cut short
+    moment = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    letter = dead_letter(record(raw, key=b"k" * 100_000, headers={"h": b"v" * 100_000}),
+                         Rejected("invalid_json", "m" * 100_000), "ingest", moment)
+    assert len(orjson.dumps(letter)) < 800_000
+    assert letter["value_truncated"] is True and letter["value_bytes"] == len(raw)
+    assert base64.b64decode(letter["value"]) == raw[:512 * 1024]
+    DeadLetter.model_validate(letter)
+    small = dead_letter(record(b"{"), Rejected("invalid_json", "m"), "ingest", moment)
+    assert "value_truncated" not in small and base64.b64decode(small["value"]) == b"{"

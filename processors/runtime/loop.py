@@ -37,10 +37,10 @@ log = logging.getLogger("boxsync.loop")
 # coordinator went away: send_offsets_to_transaction never checks its timeout while it waits
 # for a coordinator (confluentinc/librdkafka#5456, #5511). `make chaos` saw ingest and collapse
 # wait in it for good after a broker restart. Such a call cannot be interrupted, so the stage
-# process ends itself when one runs this long (processors.runtime.stage_process) and the
-# worker starts it again; the new producer fences the old transaction. The longest timeout
-# given to one of these calls is 60 s.
-HUNG_CALL_SECONDS = 90.0
+# process ends itself when one runs this long past its own timeout
+# (processors.runtime.stage_process) and the worker starts it again; the new producer fences
+# the old transaction.
+HUNG_MARGIN_SECONDS = 15.0
 
 
 # A msgspec struct: one is built per produced record (in C, and untracked by the cycle
@@ -93,22 +93,24 @@ class TransactionalLoop:
         # Called once, after the stage has prepared and before the consumer subscribes (the
         # stage processes use it to join their group together).
         self.gate: Callable[[], None] | None = None
-        self._blocked_since: float | None = None  # monotonic start of a transactional call
+        # Monotonic time by which the transactional call in progress should have returned.
+        self._due_by: float | None = None
 
     def hung_for(self, now: float | None = None) -> float:
-        """Seconds the transactional call in progress has run (0 when none)."""
-        since = self._blocked_since
-        if since is None:
+        """Seconds the transactional call in progress has run past its own timeout (0 when
+        none, or still within it)."""
+        due_by = self._due_by
+        if due_by is None:
             return 0.0
-        return (time.monotonic() if now is None else now) - since
+        return max(0.0, (time.monotonic() if now is None else now) - due_by)
 
     @contextlib.contextmanager
-    def _blocking(self) -> Iterator[None]:
-        self._blocked_since = time.monotonic()
+    def _blocking(self, timeout: float) -> Iterator[None]:
+        self._due_by = time.monotonic() + timeout
         try:
             yield
         finally:
-            self._blocked_since = None
+            self._due_by = None
 
     def run(self, stop: threading.Event) -> None:
         """Run sessions until `stop` is set; an error restarts the session after a back-off."""
@@ -129,7 +131,7 @@ class TransactionalLoop:
             gate, self.gate = self.gate, None
             gate()
         producer = Producer(self._producer_config)
-        with self._blocking():
+        with self._blocking(30):
             producer.init_transactions(30)
         consumer = Consumer(self._consumer_config)
         committed: dict[tuple[str, int], tuple[int, str | None]] = {}
@@ -225,14 +227,15 @@ class TransactionalLoop:
                     enqueue(output.topic, output.value, output.key, headers=output.headers)
                 except BufferError:
                     produce(producer, output.topic, output.value, output.key, output.headers)
-            with self._blocking():
-                if offsets:
+            if offsets:
+                with self._blocking(30):
                     producer.send_offsets_to_transaction(
                         offsets, consumer.consumer_group_metadata(), 30)
+            with self._blocking(60):
                 producer.commit_transaction(60)
         except KafkaException:
             # Whatever failed, this batch is not committed; the next session re-reads it.
-            with contextlib.suppress(KafkaException), self._blocking():
+            with contextlib.suppress(KafkaException), self._blocking(30):
                 producer.abort_transaction(30)
             raise
 

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
-from processors.runtime.loop import HUNG_CALL_SECONDS, TransactionalLoop
+from processors.runtime.loop import HUNG_MARGIN_SECONDS, TransactionalLoop
 from processors.settings import Settings
 
 log = logging.getLogger("boxsync.stages")
@@ -241,7 +241,7 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
             if hung_call(loop):
                 event(log, logging.ERROR, "a Kafka transactional call hung past its timeout; "
                       "ending the stage process so that the worker starts it again",
-                      stage=stage, seconds=round(hung_call(loop), 1))
+                      stage=stage, seconds_past_timeout=round(hung_call(loop), 1))
                 logging.shutdown()
                 os._exit(HUNG_EXIT_CODE)
             with contextlib.suppress(Exception):
@@ -255,11 +255,12 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     reporter.join(REPORT_SECONDS * 2)
 
 
-def hung_call(loop: object, limit: float = HUNG_CALL_SECONDS) -> float:
-    """How long the loop's transactional call has hung, when past `limit`; else 0."""
+def hung_call(loop: object, margin: float = HUNG_MARGIN_SECONDS) -> float:
+    """How long the loop's transactional call has run past its timeout, when more than
+    `margin`; else 0."""
     hung_for = getattr(loop, "hung_for", None)
     seconds = float(hung_for()) if hung_for is not None else 0.0
-    return seconds if seconds > limit else 0.0
+    return seconds if seconds > margin else 0.0
 
 
 def _wait_for_siblings(gate: BarrierType, stage: str) -> None:

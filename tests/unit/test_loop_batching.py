@@ -96,9 +96,21 @@ def test_a_transactional_call_that_hangs_is_seen_by_the_watchdog_and_cleared_aft
     assert loop.hung_for() == 0.0
     worker.start()
     time.sleep(0.2)
-    assert loop.hung_for() >= 0.1
-    assert hung_call(loop, limit=0.05) >= 0.1  # past the limit: the stage process ends
-    assert hung_call(loop) == 0.0  # within HUNG_CALL_SECONDS: nothing to do yet
+    assert loop.hung_for() == 0.0  # within the call's own 30 s timeout
+    late = time.monotonic() + 30 + 20  # as if it had run 50 s: 20 past its timeout
+    assert loop.hung_for(now=late) >= 19.5
+    assert hung_call(_Fixed(loop, late)) >= 19.5  # past the margin: the stage process ends
+    assert hung_call(_Fixed(loop, late - 10)) == 0.0  # 10 s past: within the 15 s margin
     producer.release.set()
     worker.join(5)
-    assert loop.hung_for() == 0.0 and hung_call(loop, limit=0.0) == 0.0
+    assert loop.hung_for(now=late) == 0.0
+
+
+class _Fixed:
+    """A loop seen at a fixed moment."""
+
+    def __init__(self, loop: TransactionalLoop, now: float) -> None:
+        self.loop, self.now = loop, now
+
+    def hung_for(self) -> float:
+        return self.loop.hung_for(self.now)

@@ -74,6 +74,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     action_type = action.get("type")
     if not isinstance(action_type, str) or not action_type:
         return Rejected("missing_event", "the action has no type")
+    action_type = clean_text(action_type)  # hashed into event ids
     kind = CARD_ACTION_KINDS.get(action_type)
     if kind is None:
         if action_type in BOARD_ACTIONS:

@@ -1116,3 +1116,37 @@ def test_the_dead_letter_of_a_body_near_the_record_limit_fits_on_the_topic() -> 
     DeadLetter.model_validate(letter)
     small = dead_letter(record(b"{"), Rejected("invalid_json", "m"), "ingest", moment)
     assert "value_truncated" not in small and base64.b64decode(small["value"]) == b"{"
+
+
+@pytest.mark.parametrize("where", ["issue id", "site", "event"])
+def test_lone_surrogates_in_ids_give_an_encodable_change(where: str) -> None:
+    """Found by `make chaos` (fuzz): a lone surrogate in the issue id, the site or the event
+    name raised UnicodeEncodeError when the event id was hashed or the key encoded, and the
+    stage restarted on the same record for good."""
+    body = updated_body(item("summary", "New", field_id="summary"))
+    text = orjson.dumps(body)
+    if where == "issue id":
+        text = text.replace(f'"id":"{ISSUE_ID}"'.encode(), b'"id":"1\\ud83d"', 1)
+    elif where == "site":
+        text = text.replace(b"https://", b"https://\\udc00", 1)
+    else:
+        text = text.replace(b'"jira:issue_updated"', b'"jira:issue_updated\\ud800"', 1)
+    result = ingest(record(text, headers={}), CONFIG)
+    if isinstance(result, Accepted):
+        result.task_id.encode()
+        orjson.dumps(result.change)
+        result.change["event_id"].encode()
+    else:
+        assert isinstance(result, PassedOver | Rejected)
+        result.event.encode() if isinstance(result, PassedOver) else result.message.encode()
+
+
+def test_an_event_name_from_a_body_is_a_label_only_when_upstream_formats_list_it() -> None:
+    """Every random webhookEvent a body named became a value of the `event` label."""
+    from processors.ingest.agents import _event_label
+
+    assert _event_label("jira:issue_updated") == "jira:issue_updated"
+    assert _event_label("project_deleted") == "project_deleted"
+    assert _event_label("updateBoard") == "updateBoard"
+    assert _event_label("user_created") == "other"
+    assert _event_label("project_\udc00") == "other"

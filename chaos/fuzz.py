@@ -22,15 +22,8 @@ from confluent_kafka import Producer
 from chaos.bodies import Body, Generator, now_ms
 from chaos.fuzz_bodies import BIG, MUTATIONS, big_array, big_invalid, hypothesis_bodies, originals
 from chaos.report import Report
-from chaos.stack import (
-    ChaosStack,
-    Worker,
-    delete_topics,
-    json_values,
-    pipeline_lag,
-    read_topic,
-    run_id,
-)
+from chaos.stack import ChaosStack, Worker, run_id
+from chaos.topics import delete_topics, json_values, pipeline_lag, read_topic
 from processors.settings import Settings
 from schemas.topics import by_name
 

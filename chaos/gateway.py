@@ -25,7 +25,8 @@ import aiohttp
 
 from chaos.bodies import Generator, now_ms
 from chaos.report import Report
-from chaos.stack import ChaosStack, Worker, delete_topics, read_topic, run_id
+from chaos.stack import ChaosStack, Worker, run_id
+from chaos.topics import delete_topics, read_topic
 
 PART = "gateway"
 JIRA_SECRET = b"chaos-jira-secret"

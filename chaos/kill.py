@@ -26,17 +26,8 @@ from confluent_kafka import Consumer, TopicPartition
 from chaos.bodies import Generator, now_ms
 from chaos.publisher import Publisher
 from chaos.report import Report
-from chaos.stack import (
-    ChaosStack,
-    Worker,
-    cached_tasks,
-    count_topic,
-    delete_topics,
-    json_values,
-    pipeline_lag,
-    read_topic,
-    run_id,
-)
+from chaos.stack import ChaosStack, Worker, cached_tasks, run_id
+from chaos.topics import count_topic, delete_topics, json_values, pipeline_lag, read_topic
 from processors.settings import Settings
 from schemas.topics import by_name
 

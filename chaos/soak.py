@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from chaos.bodies import Generator, live
 from chaos.publisher import Publisher
 from chaos.report import Report
-from chaos.stack import ChaosStack, Metrics, Worker, delete_topics, pipeline_lag, run_id
+from chaos.stack import ChaosStack, Metrics, Worker, run_id
+from chaos.topics import delete_topics, pipeline_lag
 
 PART = "soak"
 SAMPLE_SECONDS = 5.0

@@ -16,7 +16,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 disable_created_metrics()
 
 COLLAPSE_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 50, 100)
-DELAY_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60, 300)
+# Whole seconds up to 12: the emit-delay target is interval + grace + 1 s (7 s by default, up
+# to 12 with a 10 s interval), and a histogram tells a share below a bound only at a bucket.
+DELAY_BUCKETS = (0.5, 1, 2, 3, 4, 5, 6, 7, 7.5, 8, 9, 10, 11, 12, 15, 30, 60, 300)
 RUN_BUCKETS = (1, 5, 15, 60, 300, 900, 3600)
 BATCH_BUCKETS = (0, 1, 10, 100, 500, 1000, 2500, 5000, 10000)
 

@@ -143,6 +143,10 @@ class DeadLetter(Message):
     error: ErrorInfo
     processor: str
     at: datetime
+    # Additive: a value over 512 KiB keeps its first 512 KiB, so that the letter fits on the
+    # topic; then value_truncated is true and value_bytes is the original length.
+    value_truncated: bool = False
+    value_bytes: int | None = None
 
 
 ALL_MODELS: dict[str, type[BaseModel]] = {

@@ -14,9 +14,11 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import orjson
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
+from processors.ingest import jira, trello
 from processors.ingest.logic import (
     Accepted,
     IngestConfig,
@@ -43,6 +45,14 @@ from schemas.topics import (
 )
 
 _SOURCES = {JIRA_EVENTS.name: "jira", TRELLO_EVENTS.name: "trello"}
+_KNOWN_EVENTS = jira.KNOWN_EVENTS | set(trello.CARD_ACTION_KINDS) | set(trello.BOARD_ACTIONS)
+
+
+def _event_label(event: str) -> str:
+    """The `event` label of a record boxsync passed over or read as reference data: its
+    name when upstream-formats lists it, else `other` (a body names any event it likes, and
+    every name would have become a label value of its own)."""
+    return event if event in _KNOWN_EVENTS else "other"
 
 
 class IngestStage:
@@ -91,14 +101,24 @@ class IngestStage:
             topic_name = message.topic() or ""
             record = raw_record(message, inputs[topic_name], ids.get(topic_name))
             source = _SOURCES[record.topic]
-            result = ingest(record, config)
             # Where the partition resumes, whatever becomes of this record below.
             positions[(topic_name, record.partition)] = record.offset + 1
-            if isinstance(result, Rejected) and result.reason == "unknown_site":
-                result = self._with_cached_site(record, result)
+            try:
+                result = ingest(record, config)
+                if isinstance(result, Rejected) and result.reason == "unknown_site":
+                    result = self._with_cached_site(record, result)
+                if isinstance(result, Accepted):
+                    output = Output(changes_topic, result.task_id.encode(),
+                                    message_bytes(result.change))
+                elif isinstance(result, Reference):
+                    output = Output(self._reference_topic, result.key.encode(),
+                                    message_bytes(result.event_body))
+            except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError) as exc:
+                # One body must never stop its partition: an error here would end the session
+                # and the re-read would meet the same body again, for good.
+                result = Rejected("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
             if isinstance(result, Accepted):
-                outputs.append(Output(changes_topic, result.task_id.encode(),
-                                      message_bytes(result.change)))
+                outputs.append(output)
                 key = (source, result.event)
                 accepted[key] = accepted.get(key, 0) + 1
                 if result.sanitized:
@@ -106,11 +126,10 @@ class IngestStage:
                 if "likely_echo" in result.change:
                     self._pending[("likely_echo", source, "")] += 1
             elif isinstance(result, Reference):
-                outputs.append(Output(self._reference_topic, result.key.encode(),
-                                      message_bytes(result.event_body)))
-                self._pending[("consumed", source, result.event)] += 1
+                outputs.append(output)
+                self._pending[("consumed", source, _event_label(result.event))] += 1
             elif isinstance(result, PassedOver):
-                self._pending[("consumed", source, result.event)] += 1
+                self._pending[("consumed", source, _event_label(result.event))] += 1
                 self._pending[("passed_over", source, result.reason)] += 1
             else:
                 letter = dead_letter(record, result, self.name, moment)

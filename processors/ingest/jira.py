@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
-from processors.ingest.text import clean_text
+from processors.ingest.text import clean_text, short_repr
 from processors.wire import SCHEMA_VERSION
 
 ISSUE_EVENT_KINDS = {
@@ -74,6 +74,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     event = body.get("webhookEvent")
     if not isinstance(event, str) or not event:
         return Rejected("missing_event", "the body has no webhookEvent")
+    event = clean_text(event)  # it is hashed into event ids and named in reference events
     builder = _BUILDERS.get(event)
     if builder is None:
         if event.startswith(REFERENCE_EVENT_PREFIXES):
@@ -93,6 +94,8 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
         return Rejected("unknown_site", f"{event}: no self URL, x-jira-site header, "
                                         "BOXSYNC_JIRA_SITE or cached issue names the Jira site",
                         issue_id=str(issue_id))
+    # Text from the body: a lone surrogate would make the id unencodable (found by make chaos).
+    issue_id = issue_id if type(issue_id) is int else clean_text(issue_id)
     task_id = f"jira:{site}:{issue_id}"
     discriminator = subject.discriminator
     # _hash_id's text, spelled out: the parts' types are known here, and the general join
@@ -194,6 +197,13 @@ _BUILDERS: dict[str, _Builder] = {
 _REFERENCE_ENTITIES = {"project_": "project", "jira:version_": "version", "sprint_": "sprint",
                        "board_": "board"}
 REFERENCE_EVENT_PREFIXES = tuple(_REFERENCE_ENTITIES)
+# The event names a metric label may take (upstream-formats §A2); any other is "other", so that
+# a body cannot add a label value of its own choosing.
+KNOWN_EVENTS = frozenset(_BUILDERS) | {
+    prefix + suffix for prefix in REFERENCE_EVENT_PREFIXES
+    for suffix in ("created", "updated", "deleted", "soft_deleted", "restored_deleted",
+                   "archived", "restored_archived", "released", "unreleased", "moved", "merged",
+                   "started", "closed")}
 _REFERENCE_DATA = ("key", "name", "archived", "released", "releaseDate", "state", "projectId",
                    "originBoardId", "projectTypeKey")
 
@@ -397,13 +407,13 @@ def _is_id(value: Any) -> bool:
 
 def _bad_timestamp(body: Mapping[str, Any]) -> Rejected:
     return Rejected("invalid_timestamp",
-                    f"timestamp {body.get('timestamp')!r} is not epoch milliseconds")
+                    f"timestamp {short_repr(body.get('timestamp'))} is not epoch milliseconds")
 
 
 def _site(self_url: Any, record: Any, config: IngestConfig) -> str | None:
     """The host of a `self` URL, else the `x-jira-site` header, else BOXSYNC_JIRA_SITE."""
     site = _host(self_url) or record.header("x-jira-site") or config.default_jira_site
-    return site.strip().lower() if site else None
+    return clean_text(site.strip().lower()) if site else None
 
 
 def _timestamp_ms(value: Any) -> int | None:

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processors.ingest.outcomes import Accepted, IngestConfig, PassedOver, Reference, Rejected
-from processors.ingest.text import clean_text
+from processors.ingest.text import clean_text, short_repr
 from processors.wire import SCHEMA_VERSION
 
 # The card actions boxsync acts on, and the kind each gives (updateCard may become activity).
@@ -75,6 +75,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     action_type = action.get("type")
     if not isinstance(action_type, str) or not action_type:
         return Rejected("missing_event", "the action has no type")
+    action_type = clean_text(action_type)  # hashed into event ids
     kind = CARD_ACTION_KINDS.get(action_type)
     if kind is None:
         if action_type in BOARD_ACTIONS:
@@ -91,7 +92,7 @@ def normalize(body: dict[str, Any], record: Any, config: IngestConfig
     occurred_at = _occurred_at(date)
     if occurred_at is None:
         return Rejected("invalid_timestamp",
-                        f"action.date {date!r} is not an ISO-8601 time with a zone")
+                        f"action.date {short_repr(date)} is not an ISO-8601 time with a zone")
     if kind == "created":
         changes = _created(card, data)
     elif kind == "updated":
@@ -148,8 +149,8 @@ def board_event(action: dict[str, Any], action_type: str, record: Any
         return Rejected("missing_board_id", f"{action_type} without data.board.id")
     occurred_at = _occurred_at(action.get("date"))
     if occurred_at is None:
-        return Rejected("invalid_timestamp", f"action.date {action.get('date')!r} is not an "
-                        "ISO-8601 time with a zone")
+        return Rejected("invalid_timestamp", f"action.date {short_repr(action.get('date'))} "
+                        "is not an ISO-8601 time with a zone")
     upstream = "board_closed" if action_type == "updateBoard" else "board_deleted"
     name = board.get("name")
     reference_event = {

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -33,6 +33,14 @@ from processors.runtime.incarnations import IncarnationWatch, resume_positions, 
 from processors.runtime.kafka import produce
 
 log = logging.getLogger("boxsync.loop")
+# librdkafka can block in a transactional call far past the call's own timeout once the group
+# coordinator went away: send_offsets_to_transaction never checks its timeout while it waits
+# for a coordinator (confluentinc/librdkafka#5456, #5511). `make chaos` saw ingest and collapse
+# wait in it for good after a broker restart. Such a call cannot be interrupted, so the stage
+# process ends itself when one runs this long past its own timeout
+# (processors.runtime.stage_process) and the worker starts it again; the new producer fences
+# the old transaction.
+HUNG_MARGIN_SECONDS = 15.0
 
 
 # A msgspec struct: one is built per produced record (in C, and untracked by the cycle
@@ -89,6 +97,24 @@ class TransactionalLoop:
         # Called once, after the stage has prepared and before the consumer subscribes (the
         # stage processes use it to join their group together).
         self.gate: Callable[[], None] | None = None
+        # Monotonic time by which the transactional call in progress should have returned.
+        self._due_by: float | None = None
+
+    def hung_for(self, now: float | None = None) -> float:
+        """Seconds the transactional call in progress has run past its own timeout (0 when
+        none, or still within it)."""
+        due_by = self._due_by
+        if due_by is None:
+            return 0.0
+        return max(0.0, (time.monotonic() if now is None else now) - due_by)
+
+    @contextlib.contextmanager
+    def _blocking(self, timeout: float) -> Iterator[None]:
+        self._due_by = time.monotonic() + timeout
+        try:
+            yield
+        finally:
+            self._due_by = None
 
     def run(self, stop: threading.Event) -> None:
         """Run sessions until `stop` is set; an error restarts the session after a back-off."""
@@ -109,7 +135,8 @@ class TransactionalLoop:
             gate, self.gate = self.gate, None
             gate()
         producer = Producer(self._producer_config)
-        producer.init_transactions(30)
+        with self._blocking(30):
+            producer.init_transactions(30)
         consumer = Consumer(self._consumer_config)
         committed: dict[tuple[str, int], tuple[int, str | None]] = {}
         names = self.stage.topics()
@@ -205,12 +232,14 @@ class TransactionalLoop:
                 except BufferError:
                     produce(producer, output.topic, output.value, output.key, output.headers)
             if offsets:
-                producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), 30)
-            producer.commit_transaction(60)
+                with self._blocking(30):
+                    producer.send_offsets_to_transaction(
+                        offsets, consumer.consumer_group_metadata(), 30)
+            with self._blocking(60):
+                producer.commit_transaction(60)
         except KafkaException:
             # Whatever failed, this batch is not committed; the next session re-reads it.
-            with contextlib.suppress(KafkaException):
+            with contextlib.suppress(KafkaException), self._blocking(30):
                 producer.abort_transaction(30)
             raise
 

@@ -58,23 +58,41 @@ class Rejected:
     issue_id: str | None = None
 
 
+# A dead letter must fit on a topic with the broker's usual 1 MB record limit, whatever it
+# holds: base64 makes the value a third longer, so a rejected body near that limit made a
+# letter the producer refused (MSG_SIZE_TOO_LARGE), and the stage restarted on the same record
+# for good. The value keeps its first 512 KiB (and says so); key and headers 1,024 characters.
+DEAD_VALUE_BYTES = 512 * 1024
+DEAD_TEXT_CHARS = 1024
+
+
 def dead_letter(record: RawRecord, rejected: Rejected, processor: str,
                 now: datetime) -> dict[str, Any]:
     """The `DeadLetter` message (contract §2) for a rejected record."""
-    return {
+    value = record.value
+    letter: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "source_topic": record.topic_name,
         "partition": record.partition,
         "offset": record.offset,
-        "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
-        "value": base64.b64encode(record.value).decode() if record.value is not None else None,
-        "headers": {name: (raw.decode("utf-8", "replace") if raw is not None else None)
-                    for name, raw in record.headers.items()},
-        "error": {"type": rejected.reason, "message": rejected.message},
+        "key": _bounded_text(record.key),
+        "value": base64.b64encode(value[:DEAD_VALUE_BYTES]).decode() if value is not None
+        else None,
+        "headers": {name[:DEAD_TEXT_CHARS]: _bounded_text(raw)
+                    for name, raw in list(record.headers.items())[:64]},
+        "error": {"type": rejected.reason, "message": rejected.message[:DEAD_TEXT_CHARS]},
         "processor": processor,
         "at": iso_utc(now),
     }
+    if value is not None and len(value) > DEAD_VALUE_BYTES:
+        letter["value_truncated"] = True
+        letter["value_bytes"] = len(value)
+    return letter
 
+
+def _bounded_text(raw: bytes | None) -> str | None:
+    return raw[:DEAD_TEXT_CHARS * 4].decode("utf-8", "replace")[:DEAD_TEXT_CHARS] \
+        if raw is not None else None
 
 
 

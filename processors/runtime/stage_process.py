@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import Metric
 
 from processors.logs import event, logging_config
 from processors.metrics import Metrics
-from processors.runtime.loop import TransactionalLoop
+from processors.runtime.loop import HUNG_MARGIN_SECONDS, TransactionalLoop
 from processors.settings import Settings
 
 log = logging.getLogger("boxsync.stages")
@@ -43,6 +43,8 @@ RESTART_BACKOFF_SECONDS = 2.0
 # How long the processes of one stage wait for each other before they join the consumer
 # group anyway (a sibling that cannot start must not hold the others back for long).
 START_GATE_SECONDS = 30.0
+# The exit code of a stage process that ended itself on a hung Kafka call (see hung_call).
+HUNG_EXIT_CODE = 75
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _M_ARENA_MAX = -8  # mallopt's parameter number (glibc malloc.h)
@@ -246,6 +248,12 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
             if libc is not None and time.monotonic() - trimmed >= TRIM_SECONDS:
                 libc.malloc_trim(0)  # see _bound_malloc_arenas
                 trimmed = time.monotonic()
+            if hung_call(loop):
+                event(log, logging.ERROR, "a Kafka transactional call hung past its timeout; "
+                      "ending the stage process so that the worker starts it again",
+                      stage=stage, seconds_past_timeout=round(hung_call(loop), 1))
+                logging.shutdown()
+                os._exit(HUNG_EXIT_CODE)
             with contextlib.suppress(Exception):
                 reports.put_nowait(StageReport(stage, list(metrics.registry.collect()),
                                                loop.assigned_once, loop.last_beat))
@@ -255,6 +263,14 @@ def run_child(stage: str, settings: Settings, database_url: str, stop: EventType
     event(log, logging.INFO, "stage process started", stage=stage, pid=os.getpid())
     loop.run(local_stop)
     reporter.join(REPORT_SECONDS * 2)
+
+
+def hung_call(loop: object, margin: float = HUNG_MARGIN_SECONDS) -> float:
+    """How long the loop's transactional call has run past its timeout, when more than
+    `margin`; else 0."""
+    hung_for = getattr(loop, "hung_for", None)
+    seconds = float(hung_for()) if hung_for is not None else 0.0
+    return seconds if seconds > margin else 0.0
 
 
 def _wait_for_siblings(gate: BarrierType, stage: str) -> None:

@@ -5,7 +5,7 @@ server. A request is checked in this order, and nothing refused reaches a topic:
 
 1. size: a `Content-Length` over `max_event_bytes` is refused before any of the body is read,
    and a body without one (chunked) is read in pieces and refused as soon as it passes the
-   limit → 413;
+   limit → 413; a body not all there within BODY_READ_SECONDS (a slow sender) → 408;
 2. signature, when that source's secret is set (upstream-formats §C1, §D) → 401;
 3. JSON (`orjson.loads`) → 400.
 
@@ -49,6 +49,10 @@ TRELLO_SIGNATURE_HEADER = "X-Trello-Webhook"
 PASSED_HEADERS = ("x-atlassian-webhook-identifier", "x-atlassian-webhook-retry",
                   "x-atlassian-webhook-flow")
 READ_CHUNK_BYTES = 64 * 1024
+# Jira and Trello send a body at once; one that trickles in for longer (slowloris) is cut off
+# with 408, so that slow senders cannot hold connections open for good (`make chaos` held 200
+# such connections open for as long as it liked).
+BODY_READ_SECONDS = 10.0
 # librdkafka gives up on a record after this long (and reports it to the delivery callback);
 # Trello waits 30 s for an answer, so the sender hears 503 well before it gives up itself.
 DELIVERY_TIMEOUT_MS = 10_000
@@ -210,6 +214,7 @@ ACCEPTED = Outcome(202, "accepted", {"accepted": True})
 TOO_LARGE = Outcome(413, "too_large", {"accepted": False, "error": "body too large"})
 UNAUTHORIZED = Outcome(401, "unauthorized", {"accepted": False, "error": "bad signature"})
 INVALID_JSON = Outcome(400, "invalid_json", {"accepted": False, "error": "invalid JSON"})
+TOO_SLOW = Outcome(408, "too_slow", {"accepted": False, "error": "body not sent in time"})
 UNAVAILABLE = Outcome(503, "unavailable", {"accepted": False, "error": "not stored, retry"})
 
 
@@ -227,7 +232,11 @@ class Gateway:
         return outcome
 
     async def _handle(self, source: Source, request: aiohttp_web.Request) -> Outcome:
-        body = await read_limited(request, self.settings.max_event_bytes)
+        try:
+            async with asyncio.timeout(BODY_READ_SECONDS):
+                body = await read_limited(request, self.settings.max_event_bytes)
+        except TimeoutError:
+            return TOO_SLOW
         if body is None:
             return TOO_LARGE
         if source.verify is not None and not source.verify(body, request.headers):

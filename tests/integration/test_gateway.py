@@ -22,6 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from processors.metrics import Metrics
 from processors.runtime.kafka import producer_config
 from processors.settings import Settings, load_settings
+from processors.web import webhooks
 from processors.web.webhooks import Gateway, Publisher, PublishError, sources
 from schemas.topics import JIRA_EVENTS, TRELLO_EVENTS
 from tests.support import jira_bodies as jb
@@ -223,3 +224,35 @@ def test_delivery_failure_is_503_and_never_202() -> None:
     assert asyncio.run(run()) == (503, "unavailable")
     assert metrics.registry.get_sample_value(
         "boxsync_webhook_requests_total", {"source": "jira", "outcome": "unavailable"}) == 1
+
+
+class TricklingRequest(FakeRequest):
+    """A sender that sends the first byte of its body and then nothing (slowloris)."""
+
+    async def read(self, n: int = -1) -> bytes:
+        if self._rest.startswith(b"{"):
+            self._rest = self._rest[1:]
+            return b"{"
+        await asyncio.sleep(3600)
+        return b""
+
+
+def test_a_body_that_trickles_in_is_cut_off_with_408(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by `make chaos`: connections dripping a body a byte at a time were held open for
+    as long as the sender liked."""
+    monkeypatch.setattr(webhooks, "BODY_READ_SECONDS", 0.2)
+    settings = load_settings(kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    metrics = Metrics.create()
+    gateway = Gateway(settings, metrics, Publisher(producer_config(settings, None)))
+    jira, _trello = sources(settings)
+
+    async def run() -> tuple[int, float]:
+        began = time.monotonic()
+        outcome = await gateway.handle(jira, TricklingRequest(  # type: ignore[arg-type]
+            jira_body("GW-10", "slow"), {}))
+        return outcome.status, time.monotonic() - began
+
+    status, took = asyncio.run(run())
+    assert status == 408 and took < 2
+    assert metrics.registry.get_sample_value(
+        "boxsync_webhook_requests_total", {"source": "jira", "outcome": "too_slow"}) == 1

@@ -333,6 +333,43 @@ def test_late_change_without_an_open_window_opens_one_after_the_closed_one() -> 
     assert second["update_id"] != first["update_id"]
 
 
+def test_late_change_newer_than_an_open_window_does_not_make_that_window_stale() -> None:
+    """Found by `make chaos` after a broker restart: the task had a late window open at 10
+    and an on-time one at 15, and a change at 21 arrived late (stream time had jumped to 30
+    on another task's backlog). It joined the window at 10, which closed first with status
+    Done at 21; the window at 15 then held only older fields and was dropped as stale, so its
+    change was on no update."""
+    windows, memories = new_state()
+    memories[TASK].closed_until = T0 + 10.0
+    early = change(3.0, changes={"priority": "Low"}, offset=1)
+    on_time = change(16.0, author=BOB, changes={"status": "In Progress"}, offset=2)
+    newer = change(21.0, author=CAROL, changes={"status": "Done"}, offset=4)
+    other = change(30.0, task=OTHER_TASK, changes={"summary": "x"}, offset=3)
+    assert feed(windows, memories, [early, on_time, other, newer]) == [True, False, False, True]
+    emitted = updates(close(windows, memories))
+    mine = [u for u in emitted if u["task_id"] == TASK]
+    assert {e for u in mine for e in u["event_ids"]} == {early.event_id, on_time.event_id,
+                                                          newer.event_id}
+    assert mine[-1]["changes"]["status"] == "Done"
+    assert mine[-1]["author"] == CAROL
+
+
+def test_a_second_delivery_that_arrives_late_into_another_open_window_is_a_duplicate() -> None:
+    """Found by `make chaos` (a sender that re-sent after a broker restart): the first copy
+    was late and in the window at 10, an on-time change opened the window at 15, and the
+    second copy, late too, went into the window at 15: both windows emitted the change."""
+    windows, memories = new_state()
+    memories[TASK].closed_until = T0 + 10.0
+    first = change(3.0, changes={"priority": "Low"}, event_id="evt-1", offset=1)
+    on_time = change(16.0, author=BOB, changes={"status": "In Progress"}, offset=2)
+    again = change(3.0, changes={"priority": "Low"}, event_id="evt-1", offset=3)
+    assert windows.add(first, memories[TASK], WALL) == Arrival.LATE
+    assert windows.add(on_time, memories[TASK], WALL) == Arrival.ON_TIME
+    assert windows.add(again, memories[TASK], WALL) == Arrival.DUPLICATE
+    emitted = updates(close(windows, memories))
+    assert sum(u["event_ids"].count("evt-1") for u in emitted) == 1
+
+
 @pytest.mark.xfail(strict=True, reason=(
     "BUG: the late-change guard compares source time only (field_times > change.at); a late "
     "change with the SAME source time but a LOWER tiebreak overwrites the value applied from "

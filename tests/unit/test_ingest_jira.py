@@ -1088,3 +1088,89 @@ def test_field_ids_by_target_puts_the_last_mapped_id_first() -> None:
     assert config.field_ids_by_target == {"status": ("customfield_3", "customfield_1"),
                                           "summary": ("customfield_2",)}
     assert IngestConfig().field_ids_by_target == {}
+
+
+@pytest.mark.parametrize("depth", [65, 1000, 1020])
+@pytest.mark.parametrize("where", ["timestamp", "summary", "user"])
+def test_a_body_nested_past_the_limit_is_rejected_not_raised(depth: int, where: str) -> None:
+    """Found by `make chaos` (fuzz): at about 1,000 levels (which orjson parses) the
+    normalizers and the repr in a rejection's message raised RecursionError, the stage
+    restarted on the same body again and again, and its partition stopped for good."""
+    body = updated_body(item("summary", "New", field_id="summary"))
+    if where == "timestamp":
+        body["timestamp"] = "DEEP"
+    elif where == "summary":
+        body["issue"]["fields"]["summary"] = "DEEP"
+        body["changelog"]["items"][0]["toString"] = "DEEP"
+    else:
+        body["user"] = "DEEP"
+    raw = orjson.dumps(body).replace(b'"DEEP"', b"[" * depth + b"1" + b"]" * depth)
+    result = ingest(record(raw), CONFIG)
+    assert isinstance(result, Rejected)
+    assert result.reason in ("too_deep", "invalid_json")  # orjson stops at 1,024 levels
+
+
+def test_a_body_within_the_depth_limit_is_still_read() -> None:
+    deep: Any = "x"
+    for _ in range(40):
+        deep = {"a": deep}
+    body = updated_body(item("summary", "New", field_id="summary"))
+    body["issue"]["fields"]["customfield_99999"] = deep
+    assert "summary" in accept(orjson.dumps(body))["changes"]
+
+
+def test_a_rejection_message_is_short_whatever_the_value() -> None:
+    body = updated_body(item("summary", "New", field_id="summary"))
+    body["timestamp"] = "x" * 500_000
+    result = ingest(record(orjson.dumps(body)), CONFIG)
+    assert isinstance(result, Rejected) and result.reason == "invalid_timestamp"
+    assert len(result.message) < 200
+
+
+def test_the_dead_letter_of_a_body_near_the_record_limit_fits_on_the_topic() -> None:
+    """Found by `make chaos`: base64 of a rejected 900 kB body made a letter over the
+    producer's 1 MB limit, which it refused, and ingest restarted on that record for good."""
+    raw = b'{"webhookEvent": "jira:issue_updated", "x": "' + b"a" * 900_000  # cut short
+    moment = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    letter = dead_letter(record(raw, key=b"k" * 100_000, headers={"h": b"v" * 100_000}),
+                         Rejected("invalid_json", "m" * 100_000), "ingest", moment)
+    assert len(orjson.dumps(letter)) < 800_000
+    assert letter["value_truncated"] is True and letter["value_bytes"] == len(raw)
+    assert base64.b64decode(letter["value"]) == raw[:512 * 1024]
+    DeadLetter.model_validate(letter)
+    small = dead_letter(record(b"{"), Rejected("invalid_json", "m"), "ingest", moment)
+    assert "value_truncated" not in small and base64.b64decode(small["value"]) == b"{"
+
+
+@pytest.mark.parametrize("where", ["issue id", "site", "event"])
+def test_lone_surrogates_in_ids_give_an_encodable_change(where: str) -> None:
+    """Found by `make chaos` (fuzz): a lone surrogate in the issue id, the site or the event
+    name raised UnicodeEncodeError when the event id was hashed or the key encoded, and the
+    stage restarted on the same record for good."""
+    body = updated_body(item("summary", "New", field_id="summary"))
+    text = orjson.dumps(body)
+    if where == "issue id":
+        text = text.replace(f'"id":"{ISSUE_ID}"'.encode(), b'"id":"1\\ud83d"', 1)
+    elif where == "site":
+        text = text.replace(b"https://", b"https://\\udc00", 1)
+    else:
+        text = text.replace(b'"jira:issue_updated"', b'"jira:issue_updated\\ud800"', 1)
+    result = ingest(record(text, headers={}), CONFIG)
+    if isinstance(result, Accepted):
+        result.task_id.encode()
+        orjson.dumps(result.change)
+        result.change["event_id"].encode()
+    else:
+        assert isinstance(result, PassedOver | Rejected)
+        result.event.encode() if isinstance(result, PassedOver) else result.message.encode()
+
+
+def test_an_event_name_from_a_body_is_a_label_only_when_upstream_formats_list_it() -> None:
+    """Every random webhookEvent a body named became a value of the `event` label."""
+    from processors.ingest.agents import _event_label
+
+    assert _event_label("jira:issue_updated") == "jira:issue_updated"
+    assert _event_label("project_deleted") == "project_deleted"
+    assert _event_label("updateBoard") == "updateBoard"
+    assert _event_label("user_created") == "other"
+    assert _event_label("project_\udc00") == "other"

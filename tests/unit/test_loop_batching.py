@@ -6,9 +6,14 @@ real broker)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from processors.runtime.loop import TransactionalLoop
+from processors.runtime.stage_process import hung_call
 
 
 class ScriptedConsumer:
@@ -50,3 +55,62 @@ def test_nothing_within_the_poll_timeout_gives_an_empty_batch() -> None:
     consumer = ScriptedConsumer([], [None])
     assert _loop()._next_batch(consumer) == []  # type: ignore[arg-type]
     assert consumer.calls == [("consume", 100, 0.05), ("poll", None, 0.2)]
+
+
+class BlockingProducer:
+    """A transactional producer whose send_offsets_to_transaction waits until released, as
+    librdkafka's did after a broker restart (it ignored its timeout)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.release.wait(10)
+
+    def commit_transaction(self, timeout: float) -> None:
+        pass
+
+
+class NoStage:
+    def persist(self, outputs: list[Any]) -> None:
+        pass
+
+
+class GroupConsumer:
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+def test_a_transactional_call_that_hangs_is_seen_by_the_watchdog_and_cleared_after() -> None:
+    loop = TransactionalLoop(NoStage(), {}, {}, on_error=lambda _: None)  # type: ignore[arg-type]
+    producer = BlockingProducer()
+    offsets = [TopicPartition("t", 0, 5)]
+    worker = threading.Thread(target=loop._commit, args=(producer, GroupConsumer(), [],
+                                                         offsets))
+    assert loop.hung_for() == 0.0
+    worker.start()
+    time.sleep(0.2)
+    assert loop.hung_for() == 0.0  # within the call's own 30 s timeout
+    late = time.monotonic() + 30 + 20  # as if it had run 50 s: 20 past its timeout
+    assert loop.hung_for(now=late) >= 19.5
+    assert hung_call(_Fixed(loop, late)) >= 19.5  # past the margin: the stage process ends
+    assert hung_call(_Fixed(loop, late - 10)) == 0.0  # 10 s past: within the 15 s margin
+    producer.release.set()
+    worker.join(5)
+    assert loop.hung_for(now=late) == 0.0
+
+
+class _Fixed:
+    """A loop seen at a fixed moment."""
+
+    def __init__(self, loop: TransactionalLoop, now: float) -> None:
+        self.loop, self.now = loop, now
+
+    def hung_for(self) -> float:
+        return self.loop.hung_for(self.now)

@@ -24,6 +24,7 @@ from processors.metrics import Metrics
 from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import consumer_config, group_id, producer_config
 from processors.runtime.loop import TransactionalLoop
+from processors.runtime.progress import LagTracker, Throughput
 from processors.runtime.stage_process import MergedMetrics, StageSupervisor
 from processors.settings import Settings
 from processors.store import db
@@ -59,7 +60,9 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
         producer_config(settings, transactional_id),
         topic_ids=lambda names: topic_ids(admin, names),
         on_error=lambda name: metrics.stage_errors.labels(name).inc(),
-        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records))
+        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records),
+        lag=LagTracker(metrics.consumer_lag, stage.name),
+        throughput=Throughput(metrics.stage_records_rate, stage.name))
 
 
 def create_app(settings: Settings, metrics: Metrics, database_url: str,

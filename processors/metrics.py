@@ -44,6 +44,8 @@ class Metrics:
     open_windows: Gauge
     changes_closed: Counter
     webhook_requests: Counter
+    consumer_lag: Gauge
+    stage_records_rate: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -99,6 +101,12 @@ class Metrics:
                                    ("outcome",)),
             webhook_requests=counter("webhook_requests", "Webhook requests, by source and "
                                      "outcome", ("source", "outcome")),
+            consumer_lag=Gauge("boxsync_consumer_lag_records", "Records between a stage's "
+                               "read position and its input partition's high watermark",
+                               ("stage", "topic", "partition"), registry=reg),
+            stage_records_rate=Gauge("boxsync_stage_records_per_second", "Records a stage "
+                                     "committed per second over the last minute", ("stage",),
+                                     registry=reg),
         )
 
 

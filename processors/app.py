@@ -10,6 +10,7 @@ costs about 30 times a batch loop, and because two processes use two cores.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -54,7 +55,7 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
     # Stable per process across restarts, distinct between processes: a restarted process
     # fences its killed predecessor, and two processes never fence each other.
     transactional_id = f"{settings.topic_prefix}boxsync-{process_name}-{settings.worker_instance}"
-    admin = admin_client(settings.kafka_bootstrap)
+    admin = admin_client(settings)
     return TransactionalLoop(
         stage, consumer_config(settings, group_id(settings, stage.name)),
         producer_config(settings, transactional_id),
@@ -80,6 +81,7 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
         topic_partitions=settings.partitions,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
+        broker_credentials=broker_credentials(settings),
     )
     counts = {"ingest": settings.ingest_processes, "collapse": settings.collapse_processes}
     supervisor = StageSupervisor(settings, database_url, tuple(
@@ -122,6 +124,23 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
 
     register_webhooks(app, settings, metrics)
     return app
+
+
+def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    """The faust app's (aiokafka's) view of the Kafka security settings, which the stage
+    loops take from processors.runtime.kafka.client_config."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ca_file = str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None
+    context = ssl.create_default_context(cafile=ca_file) if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                 password=password.get_secret_value() if password else None,
+                                 mechanism=settings.kafka_sasl_mechanism,
+                                 ssl_context=context)
 
 
 def _process_names(stage: str, count: int) -> list[str]:

@@ -16,18 +16,17 @@ import hashlib
 import os
 import shutil
 import signal
-import string
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from processors.settings import Settings
+from processors.stack.kafka_files import HOST, KafkaPaths, paths_for, write_config
 from processors.stack.services import (
     DEPLOY_DIR,
     Echo,
@@ -35,7 +34,6 @@ from processors.stack.services import (
     StackError,
     display_path,
     live_pid,
-    local_root,
     log_size,
     port_answers,
     process_alive,
@@ -45,60 +43,13 @@ from processors.stack.services import (
 )
 
 NAME = "kafka"
-HOST = "127.0.0.1"
 POM = DEPLOY_DIR / "pom.xml"
-CONFIG_TEMPLATE = DEPLOY_DIR / "server.properties"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j.properties"
 MAIN_CLASS = "kafka.Kafka"
 # Enough for a development broker; leaves room for the worker and tests on a 2-core machine.
 HEAP_OPTIONS = ["-Xms256m", "-Xmx512m"]
 START_TIMEOUT_SECONDS = 60.0
 MAVEN_TIMEOUT_SECONDS = 900.0
-
-
-@dataclass(frozen=True)
-class KafkaPaths:
-    root: Path
-
-    @property
-    def libs(self) -> Path:
-        return self.root / "libs"
-
-    @property
-    def libs_stamp(self) -> Path:
-        return self.root / "libs.pom.sha256"
-
-    @property
-    def maven_log(self) -> Path:
-        return self.root / "maven.log"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "server.properties"
-
-    @property
-    def cluster_id(self) -> Path:
-        return self.root / "cluster.id"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "kafka.pid"
-
-    @property
-    def out_log(self) -> Path:
-        return self.root / "kafka.log"
-
-
-def paths_for(settings: Settings) -> KafkaPaths:
-    return KafkaPaths(local_root(settings) / "kafka")
 
 
 def address(settings: Settings) -> str:
@@ -193,17 +144,6 @@ def fetch_jars(paths: KafkaPaths, echo: Echo) -> None:
 # --- configuration and storage ---------------------------------------------------------
 
 
-def write_config(settings: Settings, paths: KafkaPaths) -> None:
-    """Fill in the template on every start, so changed ports take effect after a restart."""
-    template = string.Template(CONFIG_TEMPLATE.read_text())
-    text = template.substitute(
-        kafka_port=settings.kafka_port,
-        controller_port=settings.kafka_controller_port,
-        data_dir=paths.data,
-    )
-    paths.config.write_text(text)
-
-
 def _new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 chars).
 
@@ -276,13 +216,14 @@ def _refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
             f"BOXSYNC_KAFKA_BOOTSTRAP and BOXSYNC_KAFKA_CONTROLLER_PORT both name port "
             f"{settings.kafka_port}; the broker and its controller need one each",
         )
-    for port in (settings.kafka_port, settings.kafka_controller_port):
-        if port_answers(HOST, port):
+    for port in (settings.kafka_port, settings.kafka_controller_port, settings.local_sasl_port):
+        if port is not None and port_answers(HOST, port):
             raise StackError(
                 NAME,
                 f"{HOST}:{port} already answers, but not from a broker this stack started "
                 f"(no live pid in {display_path(paths.pid_file)}); stop that process or set "
-                "BOXSYNC_KAFKA_BOOTSTRAP / BOXSYNC_KAFKA_CONTROLLER_PORT to free ports",
+                "BOXSYNC_KAFKA_BOOTSTRAP / BOXSYNC_KAFKA_CONTROLLER_PORT / "
+                "BOXSYNC_KAFKA_LOCAL_SASL_PORT to free ports",
                 paths.out_log,
             )
 

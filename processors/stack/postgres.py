@@ -191,9 +191,13 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def server_database_url(settings: Settings) -> str:
-    """The database server's URL as configured, without a tenant's schema."""
+    """The database server's URL as configured, without a tenant's schema; with
+    BOXSYNC_DATABASE_SSLMODE, that sslmode (in place of one the URL names)."""
     if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
+        url = settings.database_url.get_secret_value()
+        if settings.database_sslmode is None:
+            return url
+        return psycopg.conninfo.make_conninfo(url, sslmode=settings.database_sslmode)
     paths = paths_for(settings)
     if running_pid(paths) is not None and paths.uri_file.exists():
         return paths.uri_file.read_text().strip()

@@ -86,7 +86,8 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
     counts = {"ingest": settings.ingest_processes, "collapse": settings.collapse_processes}
     supervisor = StageSupervisor(settings, database_url, tuple(
         name for stage in settings.worker_stages
-        for name in _process_names(stage, counts.get(stage, 1))))
+        for name in _process_names(stage, counts.get(stage, 1))),
+        on_restart=lambda stage: metrics.stage_restarts.labels(stage).inc())
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 

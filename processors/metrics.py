@@ -46,6 +46,8 @@ class Metrics:
     webhook_requests: Counter
     consumer_lag: Gauge
     stage_records_rate: Gauge
+    read_only_since: Gauge
+    stage_restarts: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -107,6 +109,11 @@ class Metrics:
             stage_records_rate=Gauge("boxsync_stage_records_per_second", "Records a stage "
                                      "committed per second over the last minute", ("stage",),
                                      registry=reg),
+            read_only_since=Gauge("boxsync_read_only_since_timestamp_seconds", "When the "
+                                  "full sync this worker runs made its box read-only (Unix "
+                                  "time); 0: none running", registry=reg),
+            stage_restarts=counter("stage_restarts", "Stage processes the worker started "
+                                   "again after they died", ("stage",)),
         )
 
 

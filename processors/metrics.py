@@ -107,8 +107,8 @@ class Metrics:
                                "read position and its input partition's high watermark",
                                ("stage", "topic", "partition"), registry=reg),
             stage_records_rate=Gauge("boxsync_stage_records_per_second", "Records a stage "
-                                     "committed per second over the last minute", ("stage",),
-                                     registry=reg),
+                                     "read and handled per second over the last minute",
+                                     ("stage",), registry=reg),
             read_only_since=Gauge("boxsync_read_only_since_timestamp_seconds", "When the "
                                   "full sync this worker runs made its box read-only (Unix "
                                   "time); 0: none running", registry=reg),

@@ -35,8 +35,10 @@ def status(obj: CliContext, as_json: bool, watch: float | None, workers: tuple[s
 
     \b
     Lag is the high watermark minus the committed offset (what a restarted worker would
-    re-read or still has to read), per input partition. Records per second is each
-    stage's committed records over the last minute, summed over the workers named.
+    re-read or still has to read), per input partition; the collapse's committed offset
+    stays at its oldest open window, so its lag includes up to a window of records.
+    Records per second is what each stage read over the last minute, summed over the
+    workers named.
     """
     settings = obj.settings
     url = resolve_database_url(settings)

@@ -164,13 +164,13 @@ class TransactionalLoop:
                     self.stage.committed(outputs, now)
                     if self._on_batch is not None:
                         self._on_batch(self.stage.name, len(records))
-                    if self._throughput is not None:
-                        self._throughput.committed(len(records), now)
                 self.last_beat = now
                 if self._lag is not None:
                     self._lag.update(consumer, now)
                 if self._throughput is not None:
-                    self._throughput.publish(now)
+                    # Every record read counts, also those a batch holds in open windows
+                    # without moving the committed offset.
+                    self._throughput.processed(len(records), now)
                 if watch is not None:
                     self._check_incarnations(watch, now)
         finally:

@@ -104,9 +104,8 @@ class RecordRate:
 
 
 class Throughput:
-    """`boxsync_stage_records_per_second{stage}`: the records a loop committed, per second
-    over the last minute (what `boxsync status` shows; Prometheus has
-    rate(boxsync_stage_batch_records_sum[1m]) for the same)."""
+    """`boxsync_stage_records_per_second{stage}`: the records a loop read and handled, per
+    second over the last minute (what `boxsync status` shows)."""
 
     def __init__(self, gauge: Gauge, stage: str, every: float = 1.0) -> None:
         self._gauge = gauge.labels(stage)
@@ -114,11 +113,9 @@ class Throughput:
         self._every = every
         self._next = 0.0
 
-    def committed(self, records: int, now: float) -> None:
+    def processed(self, records: int, now: float) -> None:
+        """After each loop turn (0 records too: the rate falls when input stops)."""
         self._rate.add(records, now)
-        self.publish(now)
-
-    def publish(self, now: float) -> None:
         if now >= self._next:
             self._next = now + self._every
             self._gauge.set(round(self._rate.per_second(now), 3))

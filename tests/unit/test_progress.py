@@ -7,7 +7,7 @@ from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
 from processors.metrics import Metrics
-from processors.runtime.progress import LagTracker, RecordRate, lag_of
+from processors.runtime.progress import LagTracker, RecordRate, Throughput, lag_of
 
 
 class FakeConsumer:
@@ -100,3 +100,22 @@ def test_record_rate_is_over_the_last_minute() -> None:
 
 def test_record_rate_before_any_record_is_zero() -> None:
     assert RecordRate().per_second(5.0) == 0.0
+
+
+def test_throughput_counts_every_turn_and_sets_the_gauge_once_a_second() -> None:
+    metrics = Metrics.create(CollectorRegistry())
+    throughput = Throughput(metrics.stage_records_rate, "collapse")
+
+    def shown() -> float:
+        value = metrics.registry.get_sample_value("boxsync_stage_records_per_second",
+                                                  {"stage": "collapse"})
+        assert value is not None
+        return value
+
+    throughput.processed(100, 1000.0)
+    assert shown() == 100.0  # 100 records in the first second
+    for step in range(1, 10):  # nine more turns within the same second: no new value shown
+        throughput.processed(100, 1000.0 + step * 0.1)
+    assert shown() == 100.0
+    throughput.processed(0, 1010.0)  # turns without records still count time
+    assert shown() == 100.0  # 1,000 records over 10 s

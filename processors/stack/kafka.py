@@ -56,7 +56,7 @@ def address(settings: Settings) -> str:
     return f"{HOST}:{settings.kafka_port}"
 
 
-def _markers(paths: KafkaPaths) -> tuple[str, str]:
+def markers(paths: KafkaPaths) -> tuple[str, str]:
     """What our broker's command line contains: tells it apart from any other java process."""
     return (MAIN_CLASS, str(paths.config))
 
@@ -79,7 +79,7 @@ def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
 
 def status(settings: Settings) -> ServiceStatus:
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is None:
         detail = ""
         if port_answers(HOST, settings.kafka_port):
@@ -208,7 +208,7 @@ def format_storage(paths: KafkaPaths, echo: Echo) -> None:
 # --- start and stop ---------------------------------------------------------------------
 
 
-def _refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
+def refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
     """Starting a broker on a taken port would fail after a long JVM start; say so at once."""
     if settings.kafka_port == settings.kafka_controller_port:
         raise StackError(
@@ -240,7 +240,7 @@ class LogMark:
         return cls(log_size(paths.out_log), log_size(paths.logs / "server.log"))
 
 
-def _launch(paths: KafkaPaths) -> tuple[int, LogMark]:
+def launch(paths: KafkaPaths) -> tuple[int, LogMark]:
     """Start the broker detached: own session, stdin from /dev/null, output to kafka.log.
 
     posix_spawn rather than subprocess.Popen: a Popen object expects to be waited for and
@@ -303,7 +303,7 @@ def wait_until_ready(
     raise StackError(NAME, _startup_cause(paths, mark, what), paths.out_log)
 
 
-def _exit_reason(pid: int) -> str | None:
+def exit_reason(pid: int) -> str | None:
     """Why our just-spawned child exited (reaping it), or None while it runs."""
     try:
         done, wait_status = os.waitpid(pid, os.WNOHANG)
@@ -320,10 +320,10 @@ def _await_running(settings: Settings, paths: KafkaPaths, pid: int, echo: Echo) 
     if broker_answers(settings):
         return
     echo(f"kafka: pid {pid} runs but does not answer yet; waiting")
-    markers = _markers(paths)
+    ours = markers(paths)
     wait_until_ready(
         settings, paths, pid,
-        lambda: None if process_alive(pid, *markers) else "the broker process exited",
+        lambda: None if process_alive(pid, *ours) else "the broker process exited",
         LogMark.now(paths),
     )  # fmt: skip
 
@@ -331,13 +331,13 @@ def _await_running(settings: Settings, paths: KafkaPaths, pid: int, echo: Echo) 
 def up(settings: Settings, echo: Echo) -> ServiceStatus:
     """Start the broker unless ours already runs; return once it serves metadata."""
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is not None:
         _await_running(settings, paths, pid, echo)
         echo(f"kafka: already running on {address(settings)} (pid {pid})")
         return status(settings)
 
-    _refuse_foreign_ports(settings, paths)
+    refuse_foreign_ports(settings, paths)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not jars_current(paths):
         fetch_jars(paths, echo)
@@ -346,9 +346,9 @@ def up(settings: Settings, echo: Echo) -> ServiceStatus:
 
     started = time.monotonic()
     echo(f"kafka: starting on {address(settings)}")
-    pid, mark = _launch(paths)
+    pid, mark = launch(paths)
     write_pid(paths.pid_file, pid)
-    wait_until_ready(settings, paths, pid, lambda: _exit_reason(pid), mark)
+    wait_until_ready(settings, paths, pid, lambda: exit_reason(pid), mark)
     echo(f"kafka: running on {address(settings)} (pid {pid}, "
          f"ready in {time.monotonic() - started:.1f} s)")  # fmt: skip
     return status(settings)
@@ -357,7 +357,7 @@ def up(settings: Settings, echo: Echo) -> ServiceStatus:
 def down(settings: Settings, echo: Echo) -> ServiceStatus:
     """Stop our broker by its pid: SIGTERM (a clean shutdown), SIGKILL after a timeout."""
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is None:
         echo("kafka: not running")
     else:

@@ -67,13 +67,29 @@ def paths_for(settings: Settings) -> KafkaPaths:
     return KafkaPaths(local_root(settings) / "kafka")
 
 
-def write_config(settings: Settings, paths: KafkaPaths) -> None:
+@dataclass(frozen=True)
+class Role:
+    """A node's place in its cluster: its id, the controller quorum, the replication the
+    cluster's size allows (3 brokers: factor 3, 2 in sync; 1 broker: 1 and 1)."""
+
+    node_id: int = 1
+    voters: str = ""  # `1@127.0.0.1:9093,...`; empty: this node alone
+    replication: int = 1
+    min_insync: int = 1
+
+
+def write_config(settings: Settings, paths: KafkaPaths, role: Role | None = None) -> None:
     """Fill in the template on every start, so changed ports take effect after a restart."""
     template = string.Template(CONFIG_TEMPLATE.read_text())
+    role = role or Role()
     sasl_port = settings.local_sasl_port
     text = template.substitute(
         kafka_port=settings.kafka_port,
         controller_port=settings.kafka_controller_port,
+        node_id=role.node_id,
+        voters=role.voters or f"{role.node_id}@{HOST}:{settings.kafka_controller_port}",
+        replication=role.replication,
+        min_insync=role.min_insync,
         data_dir=paths.data,
         sasl_listener=f",SASL_PLAINTEXT://{HOST}:{sasl_port}" if sasl_port else "",
         sasl_config=SASL_CONFIG if sasl_port else "",

@@ -23,6 +23,9 @@ from processors.stack.kafka_files import HOST, KafkaPaths, Role, paths_for, writ
 from processors.stack.services import Echo, ServiceStatus, live_pid, local_root, write_pid
 
 PORT_STEP = 100
+# A node started while its peers and workers keep the cores busy takes longer than a lone
+# broker (seen here: 40 s to its controller under a scale-out test on 2 shared cores).
+NODE_START_TIMEOUT_SECONDS = 180.0
 
 
 def replication(brokers: int) -> tuple[int, int]:
@@ -76,7 +79,8 @@ def up(settings: Settings, echo: Echo) -> list[ServiceStatus]:
         write_pid(paths.pid_file, pid)
         started.append((ns, paths, pid, mark))
     for ns, paths, pid, mark in started:
-        kafka.wait_until_ready(ns, paths, pid, functools.partial(kafka.exit_reason, pid), mark)
+        kafka.wait_until_ready(ns, paths, pid, functools.partial(kafka.exit_reason, pid), mark,
+                              NODE_START_TIMEOUT_SECONDS)
     return status(settings)
 
 

@@ -282,13 +282,14 @@ def wait_until_ready(
     pid: int,
     exited: Callable[[], str | None],
     mark: LogMark,
+    timeout: float = START_TIMEOUT_SECONDS,
 ) -> None:
     """Poll until the broker answers a metadata request; raise if it exits or times out.
 
     `exited` returns why the process is gone (e.g. its exit code), or None while it runs.
     A broker that does not answer in time is stopped, so a failed `up` leaves nothing behind.
     """
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reason = exited()
         if reason is not None:
@@ -299,7 +300,7 @@ def wait_until_ready(
         time.sleep(0.5)
     stop_process(pid)
     paths.pid_file.unlink(missing_ok=True)
-    what = f"no answer on {address(settings)} within {START_TIMEOUT_SECONDS:.0f} s (stopped it)"
+    what = f"no answer on {address(settings)} within {timeout:.0f} s (stopped it)"
     raise StackError(NAME, _startup_cause(paths, mark, what), paths.out_log)
 
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # The local stack's SASL_PLAINTEXT listener (SCRAM-SHA-256/512) beside its PLAINTEXT one;
     # default: the controller port + 1; 0: none.
     kafka_local_sasl_port: int | None = Field(None, ge=0, le=65535)
+    # How the stage loops' consumer groups share partitions: cooperative-sticky moves only
+    # the partitions that change owner, range (eager) stops every member for each rebalance.
+    kafka_assignment_strategy: Literal["cooperative-sticky", "range"] = "cooperative-sticky"
     # How many KRaft nodes `boxsync stack up` runs (`--brokers`); node n listens on the
     # bootstrap and controller ports + 100 * (n - 1).
     kafka_brokers: int = Field(1, ge=1, le=5)

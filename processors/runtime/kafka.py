@@ -59,7 +59,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
         "fetch.wait.max.ms": 100,
-        "partition.assignment.strategy": "range",
+        "partition.assignment.strategy": settings.kafka_assignment_strategy,
         # librdkafka prefetches up to 64 MiB per consumer by default; a few batches suffice.
         "queued.max.messages.kbytes": 16384,
         # When that queue is full, librdkafka (>= 2.4) waits fetch.queue.backoff.ms, 1 s by

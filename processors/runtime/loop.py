@@ -126,8 +126,12 @@ class TransactionalLoop:
                       "the topic; reading the partition from its start", stage=self.stage.name,
                       topic=tp.topic, partition=tp.partition, committed=tp.offset,
                       committed_topic_id=was, topic_id=ids.get(tp.topic))
-            if stale:
-                c.assign(positions)
+            if stale:  # within the callback: the assignment, with those from their start
+                if self._consumer_config.get("partition.assignment.strategy") == \
+                        "cooperative-sticky":
+                    c.incremental_assign(positions)  # only the partitions added
+                else:
+                    c.assign(positions)
             self.stage.assigned(c, positions)
             if self._lag is not None:
                 self._lag.assigned(positions)

@@ -15,16 +15,17 @@ import pytest
 from processors.settings import Settings
 from processors.stack import cluster
 from tests.support.kafka import WorkerProcess, read_to_end
-from tests.support.scale import SITE, SteadyLoad, check, held_partitions
+from tests.support.scale import SITE, SteadyLoad, check, emit_delays, held_partitions, quantile
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 12
 
 
-def env(name: str) -> dict[str, str]:
+def env(name: str, strategy: str) -> dict[str, str]:
     """One process per stage (3 workers on 2 cores), each worker its own instance id."""
     return {"BOXSYNC_JIRA_SITE": SITE, "BOXSYNC_INSTANCE_ID": name,
-            "BOXSYNC_INGEST_PROCESSES": "1", "BOXSYNC_COLLAPSE_PROCESSES": "1"}
+            "BOXSYNC_INGEST_PROCESSES": "1", "BOXSYNC_COLLAPSE_PROCESSES": "1",
+            "BOXSYNC_KAFKA_ASSIGNMENT_STRATEGY": strategy}
 
 
 def wait_for(check_: Callable[[], bool], timeout: float, what: str) -> float:
@@ -42,14 +43,15 @@ def evenly_spread(workers: list[WorkerProcess], topic: str) -> bool:
 
 
 def scale_out(settings: Settings, start_worker: Callable[..., WorkerProcess],
-              middle: Callable[[], None] = lambda: None) -> dict[str, Any]:
+              middle: Callable[[], None] = lambda: None,
+              strategy: str = "range") -> dict[str, Any]:
     changes = f"{settings.topic_prefix}sync.changes"
-    first = start_worker(settings, **env("w1"))
+    first = start_worker(settings, **env("w1", strategy))
     load = SteadyLoad(settings).start()
     time.sleep(6)
-    second = start_worker(settings, **env("w2"))
+    second = start_worker(settings, **env("w2", strategy))
     time.sleep(4)
-    third = start_worker(settings, **env("w3"))
+    third = start_worker(settings, **env("w3", strategy))
     spread = wait_for(lambda: evenly_spread([first, second, third], changes), 30,
                       "12 partitions spread 4/4/4 over three workers")
     middle()
@@ -69,7 +71,11 @@ def scale_out(settings: Settings, start_worker: Callable[..., WorkerProcess],
         if not outcome.lost or time.monotonic() > deadline:
             break
         time.sleep(2)
+    delays = emit_delays(settings)
     return {"sent": len(sent), "updates": len(updates), "outcome": outcome,
+            "emit_delay_p50": round(quantile(delays, 0.5), 2),
+            "emit_delay_p99": round(quantile(delays, 0.99), 2),
+            "emit_delay_max": round(delays[-1], 2) if delays else None,
             "spread_seconds": spread, "handover_seconds": handover,
             "graceful_stop_to_all_held": time.monotonic() - stopped_at}
 
@@ -89,10 +95,11 @@ def wide(own_topics: Callable[..., Settings]) -> Settings:
                       filters_enabled=False)
 
 
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
 def test_workers_join_die_and_leave_without_loss_or_duplicates(
-        wide: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
-    result = scale_out(wide, start_worker)
-    print(f"\nscale-out: {result}")
+        wide: Settings, start_worker: Callable[..., WorkerProcess], strategy: str) -> None:
+    result = scale_out(wide, start_worker, strategy=strategy)
+    print(f"\nscale-out ({strategy}): {result}")
     assert_clean(result)
 
 

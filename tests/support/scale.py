@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from processors.settings import Settings
@@ -96,3 +98,37 @@ def check(sent: list[str], updates: list[dict[str, Any]]) -> Outcome:
                    duplicate_update_ids=[i for i, n in ids.items() if n > 1],
                    applied_twice=[e for e, n in events.items() if n > 1],
                    windows_split=[w for w, n in windows.items() if n > 1])
+
+
+def emit_delays(settings: Settings, timeout: float = 60.0) -> list[float]:
+    """For each partial update on `task.updates`: seconds from its window's end to the
+    record's broker timestamp (a rebalance that stops processing shows as a tail)."""
+    topic = f"{settings.topic_prefix}task.updates"
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "group.id": f"test-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "enable.partition.eof": True})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+        pending, delays = set(partitions), []
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                continue
+            update = orjson.loads(message.value() or b"{}")
+            if update.get("sync_type") == "partial" and update.get("window_end"):
+                end = datetime.fromisoformat(update["window_end"].replace("Z", "+00:00"))
+                delays.append(message.timestamp()[1] / 1000 - end.timestamp())
+        return sorted(delays)
+    finally:
+        consumer.close()
+
+
+def quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")

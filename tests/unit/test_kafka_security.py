@@ -85,3 +85,10 @@ def test_database_sslmode_overrides_the_urls() -> None:
     assert "sslmode=verify-full" in url and "prefer" not in url
     kept = resolve_database_url(settings(database_url="postgresql://app@pg/boxsync"))
     assert "sslmode" not in kept
+
+
+def test_consumers_rebalance_cooperatively_unless_told_otherwise() -> None:
+    assert consumer_config(settings(), "g")["partition.assignment.strategy"] == \
+        "cooperative-sticky"
+    eager = settings(kafka_assignment_strategy="range")
+    assert consumer_config(eager, "g")["partition.assignment.strategy"] == "range"

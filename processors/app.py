@@ -10,6 +10,7 @@ costs about 30 times a batch loop, and because two processes use two cores.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -43,10 +44,12 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
         topic_partitions=settings.partitions,
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.5,
+        broker_credentials=broker_credentials(settings),
     )
     supervisor = StageSupervisor(settings, database_url, tuple(
         name for chosen in settings.worker_stages
-        for name in stage(chosen).process_names(settings)))
+        for name in stage(chosen).process_names(settings)),
+        on_restart=lambda name: metrics.stage_restarts.labels(name).inc())
     exposition = CollectorRegistry(auto_describe=True)
     exposition.register(MergedMetrics(metrics.registry, supervisor))
 
@@ -84,6 +87,23 @@ def create_app(settings: Settings, metrics: Metrics, database_url: str,
 
     register_webhooks(app, settings, metrics)
     return app
+
+
+def broker_credentials(settings: Settings) -> faust.auth.Credentials | None:
+    """The faust app's (aiokafka's) view of the Kafka security settings, which the stage
+    loops take from processors.runtime.kafka.client_config."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ca_file = str(settings.kafka_ssl_ca_file) if settings.kafka_ssl_ca_file else None
+    context = ssl.create_default_context(cafile=ca_file) if protocol.endswith("SSL") else None
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                 password=password.get_secret_value() if password else None,
+                                 mechanism=settings.kafka_sasl_mechanism,
+                                 ssl_context=context)
 
 
 def _ping_database(database_url: str) -> None:

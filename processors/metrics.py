@@ -50,6 +50,10 @@ class Metrics:
     source_throttled_seconds: Counter
     source_points: Counter
     likely_echoes: Counter
+    consumer_lag: Gauge
+    stage_records_rate: Gauge
+    read_only_since: Gauge
+    stage_restarts: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -119,6 +123,17 @@ class Metrics:
             likely_echoes=counter("likely_echoes", "Changes authored as an app by boxsync's "
                                   "own integration user: likely echoes of write-backs",
                                   ("source",)),
+            consumer_lag=Gauge("boxsync_consumer_lag_records", "Records between a stage's "
+                               "read position and its input partition's high watermark",
+                               ("stage", "topic", "partition"), registry=reg),
+            stage_records_rate=Gauge("boxsync_stage_records_per_second", "Records a stage "
+                                     "read and handled per second over the last minute",
+                                     ("stage",), registry=reg),
+            read_only_since=Gauge("boxsync_read_only_since_timestamp_seconds", "When the "
+                                  "full sync this worker runs made its box read-only (Unix "
+                                  "time); 0: none running", registry=reg),
+            stage_restarts=counter("stage_restarts", "Stage processes the worker started "
+                                   "again after they died", ("stage",)),
         )
 
 

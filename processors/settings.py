@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from processors.sources.limits import Limit, parse_limits
@@ -32,7 +32,28 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    # How every Kafka client of boxsync talks to the brokers (applied in one place,
+    # processors.runtime.kafka.client_config): TLS, SASL, or both.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = \
+        "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    # The CA bundle (PEM) that signed the brokers' certificates; default: the system's.
+    kafka_ssl_ca_file: Path | None = None
+    # The local stack's SASL_PLAINTEXT listener (SCRAM-SHA-256/512) beside its PLAINTEXT one;
+    # default: the controller port + 1; 0: none.
+    kafka_local_sasl_port: int | None = Field(None, ge=0, le=65535)
+    # How the stage loops' consumer groups share partitions: cooperative-sticky moves only
+    # the partitions that change owner, range (eager) stops every member for each rebalance.
+    kafka_assignment_strategy: Literal["cooperative-sticky", "range"] = "cooperative-sticky"
+    # How many KRaft nodes `boxsync stack up` runs (`--brokers`); node n listens on the
+    # bootstrap and controller ports + 100 * (n - 1).
+    kafka_brokers: int = Field(1, ge=1, le=5)
     database_url: SecretStr | None = None
+    # libpq's sslmode for every PostgreSQL connection (overrides one the URL names).
+    database_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca",
+                              "verify-full"] | None = None
     # The tenant's PostgreSQL schema; default: derived from the topic prefix (`public` for
     # none; processors.store.tenancy says how and why).
     database_schema: str | None = None
@@ -163,6 +184,31 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and not (self.kafka_sasl_mechanism and self.kafka_sasl_username
+                         and self.kafka_sasl_password):
+            raise ValueError(f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL="
+                             f"{self.kafka_security_protocol} needs "
+                             f"{ENV_PREFIX}KAFKA_SASL_MECHANISM, {ENV_PREFIX}KAFKA_SASL_USERNAME "
+                             f"and {ENV_PREFIX}KAFKA_SASL_PASSWORD")
+        if not sasl and self.kafka_sasl_mechanism:
+            raise ValueError(f"{ENV_PREFIX}KAFKA_SASL_MECHANISM is set but "
+                             f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is "
+                             f"{self.kafka_security_protocol} (use SASL_SSL or SASL_PLAINTEXT)")
+        if self.kafka_ssl_ca_file is not None and not self.kafka_ssl_ca_file.is_file():
+            raise ValueError(f"{ENV_PREFIX}KAFKA_SSL_CA_FILE: no such file "
+                             f"{self.kafka_ssl_ca_file}")
+        return self
+
+    @property
+    def local_sasl_port(self) -> int | None:
+        """The local stack's SASL_PLAINTEXT port, or None for none."""
+        if self.kafka_local_sasl_port is None:
+            return self.kafka_controller_port + 1 if self.kafka_controller_port < 65535 else None
+        return self.kafka_local_sasl_port or None
+
     @property
     def kafka_port(self) -> int:
         """The port the local broker listens on: the first bootstrap address's."""
@@ -189,6 +235,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = ENV_PREFIX + str(error["loc"][0]).upper() if error["loc"] else ENV_PREFIX
-            problems.append(f"{name}: {error['msg']}")
+            if error["loc"]:
+                problems.append(f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {error['msg']}")
+            else:  # a rule over several settings: its message names them
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
         raise SettingsError("bad setting " + "; ".join(problems)) from None

@@ -80,7 +80,7 @@ class BoxesStage:
         self._status_topic = topic(settings, SYNC_STATUS)
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
         self._conn: psycopg.Connection | None = None
-        self._admin = admin_client(settings.kafka_bootstrap)
+        self._admin = admin_client(settings)
         self._ids: dict[str, str] = {}  # registry name → id of the topic's incarnation
         self._next: dict[tuple[str, int], int] = {}
         self._dead: Counter[str] = Counter()

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tqdm import tqdm
 
 from processors.cli.common import BoxsyncError, CliContext
-from processors.runtime.kafka import consumer_config, produce, producer_config
+from processors.runtime.kafka import client_config, consumer_config, produce, producer_config
 from processors.runtime.preflight import kafka_metadata
 from schemas.topics import ALL_TOPICS, TopicSpec, by_name
 
@@ -44,7 +44,7 @@ def topics_create(obj: CliContext) -> None:
             click.echo(f"exists   {name} ({count} partitions)")
     if not wanted:
         return
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     futures = admin.create_topics([_new_topic(spec, settings.topic_prefix, settings.partitions)
                                    for spec in wanted], operation_timeout=30)
     for name, future in futures.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from processors.cli.common import BoxsyncError, CliContext
+from processors.settings import Settings
 from processors.stack.services import (
     ServiceStatus,
     display_path,
@@ -36,16 +37,29 @@ def stack() -> None:
     """Run Kafka and PostgreSQL locally (under BOXSYNC_LOCAL_DIR, default .local/).
 
     \b
-    Kafka 3.9 runs as a single KRaft node on 127.0.0.1 (jars fetched once with Maven).
+    Kafka 3.9 runs as a single KRaft node on 127.0.0.1 (jars fetched once with Maven), or
+    as N nodes with --brokers N.
     PostgreSQL runs embedded on a Unix socket, unless BOXSYNC_DATABASE_URL names one.
     """
 
 
+BROKERS = click.option(
+    "--brokers", type=click.IntRange(1, 5), default=None,
+    help="KRaft nodes (controller + broker each; default BOXSYNC_KAFKA_BROKERS, 1). Node n "
+         "listens on the bootstrap and controller ports + 100*(n-1); from 3 nodes topics get "
+         "replication factor 3 and min.insync.replicas=2.")
+
+
+def _with_brokers(settings: Settings, brokers: int | None) -> Settings:
+    return settings if brokers is None else settings.model_copy(update={"kafka_brokers": brokers})
+
+
 @stack.command()
+@BROKERS
 @click.pass_obj
-def up(obj: CliContext) -> None:
+def up(obj: CliContext, brokers: int | None) -> None:
     """Start what is not running yet and wait until it answers (harmless when running)."""
-    _print_table(stack_up(obj.settings, echo=click.echo))
+    _print_table(stack_up(_with_brokers(obj.settings, brokers), echo=click.echo))
 
 
 @stack.command()
@@ -57,10 +71,11 @@ def down(obj: CliContext) -> None:
 
 @stack.command()
 @click.option("--check", is_flag=True, help="Exit 1 unless every service is running/external.")
+@BROKERS
 @click.pass_obj
-def status(obj: CliContext, check: bool) -> None:
+def status(obj: CliContext, check: bool, brokers: int | None) -> None:
     """Show each service: state, address, pid and log file."""
-    statuses = stack_status(obj.settings)
+    statuses = stack_status(_with_brokers(obj.settings, brokers))
     _print_table(statuses)
     stopped = [service.name for service in statuses if service.state == "stopped"]
     if check and stopped:

@@ -46,6 +46,7 @@ def _register() -> None:
         commands_replay,
         commands_runs,
         commands_stack,
+        commands_status,
         commands_sync,
         commands_webhooks,
         commands_worker,
@@ -64,6 +65,7 @@ def _register() -> None:
     cli.add_command(commands_sync.command)
     cli.add_command(commands_runs.runs)
     cli.add_command(commands_webhooks.webhooks)
+    cli.add_command(commands_status.status)
 
 
 _register()

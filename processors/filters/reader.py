@@ -55,7 +55,7 @@ class ReferenceReader:
         self._clock = clock
         self._names = {topic(settings, spec): spec.name for spec in REFERENCE_TOPICS}
         self._consumer: Consumer | None = None
-        self._admin = admin_client(settings.kafka_bootstrap)
+        self._admin = admin_client(settings)
         self._watch: IncarnationWatch | None = None
         self._flags_seq = 0
         self._flags_read_at = -FLAGS_POLL_SECONDS

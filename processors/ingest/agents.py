@@ -72,7 +72,7 @@ class IngestStage:
         self._dead_topic = topic(settings, SYNC_DEADLETTER)
         self._reference_topic = topic(settings, SYNC_REFERENCE)
         self._positions: dict[tuple[str, int], int] = {}
-        self._admin = admin_client(settings.kafka_bootstrap)
+        self._admin = admin_client(settings)
         self._topic_ids: dict[str, str] = {}
         # Counted when the batch commits, so a re-read batch is not counted twice.
         self._pending: Counter[tuple[str, str, str]] = Counter()

@@ -25,13 +25,15 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicCollection, T
 from confluent_kafka.admin import AdminClient
 
 from processors.errors import UnavailableError
+from processors.runtime.kafka import client_config
+from processors.settings import Settings
 
 # How often a running stage asks whether its topics were re-created.
 CHECK_SECONDS = 15.0
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+def admin_client(settings: Settings) -> AdminClient:
+    return AdminClient(client_config(settings, log_level=0))
 
 
 def topic_ids(admin: AdminClient, names: Iterable[str], timeout: float = 15) -> dict[str, str]:

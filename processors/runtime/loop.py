@@ -31,6 +31,7 @@ from processors.errors import TopicRecreatedError
 from processors.logs import event
 from processors.runtime.incarnations import IncarnationWatch, resume_positions, stamp
 from processors.runtime.kafka import produce
+from processors.runtime.progress import LagTracker, Throughput
 
 log = logging.getLogger("boxsync.loop")
 # librdkafka can block in a transactional call far past the call's own timeout once the group
@@ -74,7 +75,9 @@ class TransactionalLoop:
                  clock: Callable[[], float] = time.time, batch_size: int = 5000,
                  poll_timeout: float = 0.2, linger: float = 0.1,
                  backoff: float = 2.0,
-                 topic_ids: Callable[[list[str]], dict[str, str]] | None = None) -> None:
+                 topic_ids: Callable[[list[str]], dict[str, str]] | None = None,
+                 lag: LagTracker | None = None,
+                 throughput: Throughput | None = None) -> None:
         self.stage = stage
         self._consumer_config = consumer_config
         self._producer_config = producer_config
@@ -92,6 +95,8 @@ class TransactionalLoop:
         # Topic name → id of its incarnation (processors.runtime.incarnations.topic_ids);
         # None: offsets are committed unstamped (unit tests without a broker).
         self._topic_ids = topic_ids
+        self._lag = lag  # boxsync_consumer_lag_records, from this loop's own positions
+        self._throughput = throughput  # boxsync_stage_records_per_second
         self.last_beat = 0.0  # wall time of the last completed iteration (for /readyz)
         self.assigned_once = False
         # Called once, after the stage has prepared and before the consumer subscribes (the
@@ -152,9 +157,15 @@ class TransactionalLoop:
                       "the topic; reading the partition from its start", stage=self.stage.name,
                       topic=tp.topic, partition=tp.partition, committed=tp.offset,
                       committed_topic_id=was, topic_id=ids.get(tp.topic))
-            if stale:
-                c.assign(positions)
+            if stale:  # within the callback: the assignment, with those from their start
+                if self._consumer_config.get("partition.assignment.strategy") == \
+                        "cooperative-sticky":
+                    c.incremental_assign(positions)  # only the partitions added
+                else:
+                    c.assign(positions)
             self.stage.assigned(c, positions)
+            if self._lag is not None:
+                self._lag.assigned(positions)
             self.assigned_once = True
             event(log, logging.INFO, "partitions assigned", stage=self.stage.name,
                   partitions=_names(partitions))
@@ -164,6 +175,8 @@ class TransactionalLoop:
                 event(log, logging.INFO, "partitions revoked", stage=self.stage.name,
                       partitions=_names(partitions))
             self.stage.revoked(partitions)
+            if self._lag is not None:
+                self._lag.revoked(partitions)
             for tp in partitions:
                 committed.pop((tp.topic, tp.partition), None)
 
@@ -187,9 +200,17 @@ class TransactionalLoop:
                     if self._on_batch is not None:
                         self._on_batch(self.stage.name, len(records))
                 self.last_beat = now
+                if self._lag is not None:
+                    self._lag.update(consumer, now)
+                if self._throughput is not None:
+                    # Every record read counts, also those a batch holds in open windows
+                    # without moving the committed offset.
+                    self._throughput.processed(len(records), now)
                 if watch is not None:
                     self._check_incarnations(watch, now)
         finally:
+            if self._lag is not None:
+                self._lag.clear()
             _close_quietly(consumer)
 
     def _check_incarnations(self, watch: IncarnationWatch, now: float) -> None:

@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from processors.errors import BoxsyncError, UnavailableError
 from processors.runtime.incarnations import admin_client, topic_ids
+from processors.runtime.kafka import client_config
 from processors.settings import Settings
 from processors.store import boxes, db
 from processors.store.tenancy import schema_of
@@ -18,11 +19,12 @@ from schemas.topics import ALL_TOPICS
 
 
 def kafka_metadata(settings: Settings, timeout: float = 5) -> ClusterMetadata:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
-                         # fail fast instead of retrying forever against a closed port
-                         "socket.connection.setup.timeout.ms": int(timeout * 1000),
-                         # the one-line error below says it all; no librdkafka log flood
-                         "log_level": 0})
+    admin = AdminClient(client_config(
+        settings,
+        # fail fast instead of retrying forever against a closed port
+        **{"socket.connection.setup.timeout.ms": int(timeout * 1000),
+           # the one-line error below says it all; no librdkafka log flood
+           "log_level": 0}))
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -95,7 +97,7 @@ def note_incarnations(settings: Settings, url: str) -> list[dict[str, str]]:
     last start, as {topic, previous_topic_id, topic_id} (the stages rebuild what they derived
     from them: processors.runtime.incarnations)."""
     names = {spec.full_name(settings.topic_prefix): spec.name for spec in ALL_TOPICS}
-    ids = topic_ids(admin_client(settings.kafka_bootstrap), names)
+    ids = topic_ids(admin_client(settings), names)
     with db.connect(url, autocommit=True) as conn:
         changed = boxes.record_topic_ids(conn, {names[full]: tid for full, tid in ids.items()})
     return [{"topic": topic, "previous_topic_id": was, "topic_id": now}

@@ -13,6 +13,7 @@ from processors.metrics import Metrics
 from processors.runtime.incarnations import admin_client, topic_ids
 from processors.runtime.kafka import consumer_config, group_id, producer_config
 from processors.runtime.loop import TransactionalLoop
+from processors.runtime.progress import LagTracker, Throughput
 from processors.settings import Settings
 from processors.stages import stage
 
@@ -29,10 +30,12 @@ def build_loop(process_name: str, settings: Settings, metrics: Metrics,
     # Stable per process across restarts, distinct between processes: a restarted process
     # fences its killed predecessor, and two processes never fence each other.
     transactional_id = f"{settings.topic_prefix}boxsync-{process_name}-{settings.worker_instance}"
-    admin = admin_client(settings.kafka_bootstrap)
+    admin = admin_client(settings)
     return TransactionalLoop(
         runner, consumer_config(settings, group_id(settings, runner.name)),
         producer_config(settings, transactional_id),
         topic_ids=lambda names: topic_ids(admin, names),
         on_error=lambda name: metrics.stage_errors.labels(name).inc(),
-        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records))
+        on_batch=lambda name, records: metrics.stage_batch_records.labels(name).observe(records),
+        lag=LagTracker(metrics.consumer_lag, runner.name),
+        throughput=Throughput(metrics.stage_records_rate, runner.name))

@@ -24,7 +24,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Barrier as BarrierType
 from multiprocessing.synchronize import Event as EventType
@@ -112,6 +112,8 @@ class StageSupervisor:
     database_url: str
     stages: tuple[str, ...] = ("ingest", "collapse")
     children: dict[str, StageProcess] = field(default_factory=dict)
+    # Told the stage (`ingest`, not `ingest.2`) of each process started again.
+    on_restart: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self._reports: multiprocessing.Queue[StageReport] = \
@@ -184,6 +186,8 @@ class StageSupervisor:
             event(log, logging.ERROR, "stage process died; restarting it", stage=stage,
                   exit_code=code)
             child.restarts += 1
+            if self.on_restart is not None:
+                self.on_restart(stage.split(".")[0])
             child.start()
 
 

@@ -16,18 +16,17 @@ import hashlib
 import os
 import shutil
 import signal
-import string
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from processors.settings import Settings
+from processors.stack.kafka_files import HOST, KafkaPaths, paths_for, write_config
 from processors.stack.services import (
     DEPLOY_DIR,
     Echo,
@@ -35,7 +34,6 @@ from processors.stack.services import (
     StackError,
     display_path,
     live_pid,
-    local_root,
     log_size,
     port_answers,
     process_alive,
@@ -45,9 +43,7 @@ from processors.stack.services import (
 )
 
 NAME = "kafka"
-HOST = "127.0.0.1"
 POM = DEPLOY_DIR / "pom.xml"
-CONFIG_TEMPLATE = DEPLOY_DIR / "server.properties"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j.properties"
 MAIN_CLASS = "kafka.Kafka"
 # Enough for a development broker; leaves room for the worker and tests on a 2-core machine.
@@ -56,56 +52,11 @@ START_TIMEOUT_SECONDS = 60.0
 MAVEN_TIMEOUT_SECONDS = 900.0
 
 
-@dataclass(frozen=True)
-class KafkaPaths:
-    root: Path
-
-    @property
-    def libs(self) -> Path:
-        return self.root / "libs"
-
-    @property
-    def libs_stamp(self) -> Path:
-        return self.root / "libs.pom.sha256"
-
-    @property
-    def maven_log(self) -> Path:
-        return self.root / "maven.log"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "server.properties"
-
-    @property
-    def cluster_id(self) -> Path:
-        return self.root / "cluster.id"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "kafka.pid"
-
-    @property
-    def out_log(self) -> Path:
-        return self.root / "kafka.log"
-
-
-def paths_for(settings: Settings) -> KafkaPaths:
-    return KafkaPaths(local_root(settings) / "kafka")
-
-
 def address(settings: Settings) -> str:
     return f"{HOST}:{settings.kafka_port}"
 
 
-def _markers(paths: KafkaPaths) -> tuple[str, str]:
+def markers(paths: KafkaPaths) -> tuple[str, str]:
     """What our broker's command line contains: tells it apart from any other java process."""
     return (MAIN_CLASS, str(paths.config))
 
@@ -128,7 +79,7 @@ def broker_answers(settings: Settings, timeout: float = 2.0) -> bool:
 
 def status(settings: Settings) -> ServiceStatus:
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is None:
         detail = ""
         if port_answers(HOST, settings.kafka_port):
@@ -191,17 +142,6 @@ def fetch_jars(paths: KafkaPaths, echo: Echo) -> None:
 
 
 # --- configuration and storage ---------------------------------------------------------
-
-
-def write_config(settings: Settings, paths: KafkaPaths) -> None:
-    """Fill in the template on every start, so changed ports take effect after a restart."""
-    template = string.Template(CONFIG_TEMPLATE.read_text())
-    text = template.substitute(
-        kafka_port=settings.kafka_port,
-        controller_port=settings.kafka_controller_port,
-        data_dir=paths.data,
-    )
-    paths.config.write_text(text)
 
 
 def _new_cluster_id() -> str:
@@ -268,7 +208,7 @@ def format_storage(paths: KafkaPaths, echo: Echo) -> None:
 # --- start and stop ---------------------------------------------------------------------
 
 
-def _refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
+def refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
     """Starting a broker on a taken port would fail after a long JVM start; say so at once."""
     if settings.kafka_port == settings.kafka_controller_port:
         raise StackError(
@@ -276,13 +216,14 @@ def _refuse_foreign_ports(settings: Settings, paths: KafkaPaths) -> None:
             f"BOXSYNC_KAFKA_BOOTSTRAP and BOXSYNC_KAFKA_CONTROLLER_PORT both name port "
             f"{settings.kafka_port}; the broker and its controller need one each",
         )
-    for port in (settings.kafka_port, settings.kafka_controller_port):
-        if port_answers(HOST, port):
+    for port in (settings.kafka_port, settings.kafka_controller_port, settings.local_sasl_port):
+        if port is not None and port_answers(HOST, port):
             raise StackError(
                 NAME,
                 f"{HOST}:{port} already answers, but not from a broker this stack started "
                 f"(no live pid in {display_path(paths.pid_file)}); stop that process or set "
-                "BOXSYNC_KAFKA_BOOTSTRAP / BOXSYNC_KAFKA_CONTROLLER_PORT to free ports",
+                "BOXSYNC_KAFKA_BOOTSTRAP / BOXSYNC_KAFKA_CONTROLLER_PORT / "
+                "BOXSYNC_KAFKA_LOCAL_SASL_PORT to free ports",
                 paths.out_log,
             )
 
@@ -299,7 +240,7 @@ class LogMark:
         return cls(log_size(paths.out_log), log_size(paths.logs / "server.log"))
 
 
-def _launch(paths: KafkaPaths) -> tuple[int, LogMark]:
+def launch(paths: KafkaPaths) -> tuple[int, LogMark]:
     """Start the broker detached: own session, stdin from /dev/null, output to kafka.log.
 
     posix_spawn rather than subprocess.Popen: a Popen object expects to be waited for and
@@ -341,13 +282,14 @@ def wait_until_ready(
     pid: int,
     exited: Callable[[], str | None],
     mark: LogMark,
+    timeout: float = START_TIMEOUT_SECONDS,
 ) -> None:
     """Poll until the broker answers a metadata request; raise if it exits or times out.
 
     `exited` returns why the process is gone (e.g. its exit code), or None while it runs.
     A broker that does not answer in time is stopped, so a failed `up` leaves nothing behind.
     """
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         reason = exited()
         if reason is not None:
@@ -358,11 +300,11 @@ def wait_until_ready(
         time.sleep(0.5)
     stop_process(pid)
     paths.pid_file.unlink(missing_ok=True)
-    what = f"no answer on {address(settings)} within {START_TIMEOUT_SECONDS:.0f} s (stopped it)"
+    what = f"no answer on {address(settings)} within {timeout:.0f} s (stopped it)"
     raise StackError(NAME, _startup_cause(paths, mark, what), paths.out_log)
 
 
-def _exit_reason(pid: int) -> str | None:
+def exit_reason(pid: int) -> str | None:
     """Why our just-spawned child exited (reaping it), or None while it runs."""
     try:
         done, wait_status = os.waitpid(pid, os.WNOHANG)
@@ -379,10 +321,10 @@ def _await_running(settings: Settings, paths: KafkaPaths, pid: int, echo: Echo) 
     if broker_answers(settings):
         return
     echo(f"kafka: pid {pid} runs but does not answer yet; waiting")
-    markers = _markers(paths)
+    ours = markers(paths)
     wait_until_ready(
         settings, paths, pid,
-        lambda: None if process_alive(pid, *markers) else "the broker process exited",
+        lambda: None if process_alive(pid, *ours) else "the broker process exited",
         LogMark.now(paths),
     )  # fmt: skip
 
@@ -390,13 +332,13 @@ def _await_running(settings: Settings, paths: KafkaPaths, pid: int, echo: Echo) 
 def up(settings: Settings, echo: Echo) -> ServiceStatus:
     """Start the broker unless ours already runs; return once it serves metadata."""
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is not None:
         _await_running(settings, paths, pid, echo)
         echo(f"kafka: already running on {address(settings)} (pid {pid})")
         return status(settings)
 
-    _refuse_foreign_ports(settings, paths)
+    refuse_foreign_ports(settings, paths)
     paths.root.mkdir(parents=True, exist_ok=True)
     if not jars_current(paths):
         fetch_jars(paths, echo)
@@ -405,9 +347,9 @@ def up(settings: Settings, echo: Echo) -> ServiceStatus:
 
     started = time.monotonic()
     echo(f"kafka: starting on {address(settings)}")
-    pid, mark = _launch(paths)
+    pid, mark = launch(paths)
     write_pid(paths.pid_file, pid)
-    wait_until_ready(settings, paths, pid, lambda: _exit_reason(pid), mark)
+    wait_until_ready(settings, paths, pid, lambda: exit_reason(pid), mark)
     echo(f"kafka: running on {address(settings)} (pid {pid}, "
          f"ready in {time.monotonic() - started:.1f} s)")  # fmt: skip
     return status(settings)
@@ -416,7 +358,7 @@ def up(settings: Settings, echo: Echo) -> ServiceStatus:
 def down(settings: Settings, echo: Echo) -> ServiceStatus:
     """Stop our broker by its pid: SIGTERM (a clean shutdown), SIGKILL after a timeout."""
     paths = paths_for(settings)
-    pid = live_pid(paths.pid_file, *_markers(paths))
+    pid = live_pid(paths.pid_file, *markers(paths))
     if pid is None:
         echo("kafka: not running")
     else:

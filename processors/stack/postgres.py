@@ -192,7 +192,8 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 def server_database_url(settings: Settings) -> str:
-    """The database server's URL as configured, without a tenant's schema."""
+    """The database server's URL as configured, without a tenant's schema; with
+    BOXSYNC_DATABASE_SSLMODE, that sslmode (in place of one the URL names)."""
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
         if tenancy.names_search_path(url):
@@ -201,7 +202,9 @@ def server_database_url(settings: Settings) -> str:
                 "BOXSYNC_DATABASE_URL sets search_path in its options; boxsync picks each "
                 "tenant's schema itself: remove it, and name the schema with "
                 "BOXSYNC_DATABASE_SCHEMA if it must be a particular one")
-        return url
+        if settings.database_sslmode is None:
+            return url
+        return psycopg.conninfo.make_conninfo(url, sslmode=settings.database_sslmode)
     paths = paths_for(settings)
     if running_pid(paths) is not None and paths.uri_file.exists():
         return paths.uri_file.read_text().strip()

@@ -207,27 +207,33 @@ def stack_lock(settings: Settings) -> Iterator[None]:
 
 def stack_up(settings: Settings, echo: Echo = print) -> list[ServiceStatus]:
     """Start PostgreSQL (unless external) and Kafka; return once both answer."""
-    from processors.stack import kafka, postgres
+    from processors.stack import cluster, kafka, postgres
 
     start = time.monotonic()
     with stack_lock(settings):
         # The database first: it starts in a second, so a broken setup shows up early.
         database = postgres.up(settings, echo)
-        broker = kafka.up(settings, echo)
+        if settings.kafka_brokers > 1:
+            brokers = cluster.up(settings, echo)
+        else:
+            brokers = [kafka.up(settings, echo)]
     echo(f"stack: ready in {time.monotonic() - start:.1f} s")
-    return [broker, database]
+    return [*brokers, database]
 
 
 def stack_down(settings: Settings, echo: Echo = print) -> list[ServiceStatus]:
     """Stop what `up` started (Kafka first: it holds no state the database needs)."""
-    from processors.stack import kafka, postgres
+    from processors.stack import cluster, kafka, postgres
 
     with stack_lock(settings):
-        return [kafka.down(settings, echo), postgres.down(settings, echo)]
+        nodes = cluster.down(settings, echo)
+        return [kafka.down(settings, echo), *nodes, postgres.down(settings, echo)]
 
 
 def stack_status(settings: Settings) -> list[ServiceStatus]:
     """Where each service stands, without starting or stopping anything."""
-    from processors.stack import kafka, postgres
+    from processors.stack import cluster, kafka, postgres
 
+    if settings.kafka_brokers > 1:
+        return [*cluster.status(settings), postgres.status(settings)]
     return [kafka.status(settings), postgres.status(settings)]

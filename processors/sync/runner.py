@@ -93,7 +93,13 @@ class SyncRunner:
                 if run is None:
                     stop.wait(IDLE_SECONDS)
                     continue
-                self._execute(conn, producer, sources, run)
+                read_only = self._metrics.read_only_since
+                if run.sync_type == "full":  # the box is read-only while it runs
+                    read_only.set(self._clock())
+                try:
+                    self._execute(conn, producer, sources, run)
+                finally:
+                    read_only.set(0)
 
     def _recover(self, conn: psycopg.Connection, producer: Producer) -> None:
         for run in runs.orphans(conn, self._owner, self._settings.topic_prefix):

@@ -17,7 +17,7 @@ COMMANDS = [
     [], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["topics"],
     ["topics", "create"], ["db"], ["db", "migrate"], ["worker"], ["publish"], ["consume"],
     ["task"], ["task", "show"], ["demo"], ["replay"], ["box"], ["box", "show"], ["command"],
-    ["runs"], ["webhooks"], ["webhooks", "sync"], ["webhooks", "list"],
+    ["runs"], ["webhooks"], ["webhooks", "sync"], ["webhooks", "list"], ["status"],
 ]
 
 
@@ -50,6 +50,21 @@ def test_worker_without_kafka_exits_non_zero_with_one_line() -> None:
     lines = [line for line in result.stderr.splitlines() if line.startswith("boxsync:")]
     assert lines and f"cannot reach Kafka at {address}" in lines[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_without_kafka_exits_non_zero_with_one_line() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    result = boxsync("status", env={"BOXSYNC_KAFKA_BOOTSTRAP": address}, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.startswith(f"boxsync: cannot reach Kafka at {address}"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_sasl_protocol_without_credentials_is_one_line() -> None:
+    result = boxsync("status", env={"BOXSYNC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "needs BOXSYNC_KAFKA_SASL_MECHANISM" in result.stderr
 
 
 def test_worker_without_postgres_exits_non_zero_with_one_line() -> None:

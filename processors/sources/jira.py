@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
-from processors.ingest.jira import issue_snapshot
+from processors.ingest.jira_fields import issue_snapshot
 from processors.ingest.text import clean_text
 from processors.sources.http import HttpClient, Service, checked_base_url
 from processors.sources.limiter import Gate, Limiter

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processors.ingest import jira
+from processors.ingest import jira_fields
 from processors.ingest.logic import (
     Accepted,
     IngestConfig,
@@ -1071,11 +1071,11 @@ _FIELD_VALUES = st.one_of(
                                {"customfield_1": "status", "customfield_2": "status"}]))
 def test_an_update_reads_each_changed_field_as_the_full_snapshot_gives_it(
         fields: dict[str, Any], field_map: dict[str, str]) -> None:
-    """Updates read only the fields their changelog names (jira._snapshot_field); that must be
+    """Updates read only the fields their changelog names (jira_fields.snapshot_field); that must be
     what the whole snapshot (created events, full sync) says of the same field."""
-    snapshot = jira.issue_snapshot(fields, field_map)
+    snapshot = jira_fields.issue_snapshot(fields, field_map)
     for name in _SNAPSHOT_NAMES:
-        found, value = jira._snapshot_field(
+        found, value = jira_fields.snapshot_field(
             name, fields, IngestConfig(field_map=field_map).field_ids_by_target)
         assert found == (name in snapshot), name
         if found:

@@ -9,26 +9,21 @@ data on the compacted topics, changes as Jira webhook bodies on `jira.events`, c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 
 from processors.settings import Settings
 from tests.support import jira_bodies as jb
+from tests.support.boxes import box_show
 from tests.support.kafka import (
-    ROOT,
     WorkerProcess,
     publish,
     publish_keyed,
     read_to_end,
     read_topic,
-    worker_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -114,12 +109,6 @@ def metric_samples(worker: WorkerProcess, name: str) -> dict[str, float]:
     return samples
 
 
-def box_show(settings: Settings, box_id: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "processors.cli.main", "box", "show", box_id,
-                           "--json"], cwd=ROOT, env={**os.environ, **worker_env(settings)},
-                          capture_output=True, timeout=60, check=True)
-    report: dict[str, Any] = orjson.loads(done.stdout)
-    return report
 
 
 def test_filters_follow_reference_data_commands_and_restarts(

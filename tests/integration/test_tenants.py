@@ -6,14 +6,10 @@ other."""
 from __future__ import annotations
 
 import functools
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import orjson
 import pytest
 
 from processors.settings import Settings
@@ -21,9 +17,18 @@ from processors.stack.postgres import resolve_database_url
 from processors.store import db
 from processors.store.tenancy import schema_of
 from tests.support import jira_bodies as jb
-from tests.support.boxes import OLGA, box, grant, issues, run_full_sync, sync_env, wait_until
+from tests.support.boxes import (
+    OLGA,
+    box,
+    box_show,
+    grant,
+    issues,
+    run_full_sync,
+    sync_env,
+    wait_until,
+)
 from tests.support.fake_sources import FakeSources
-from tests.support.kafka import ROOT, WorkerProcess, publish, publish_keyed, worker_env
+from tests.support.kafka import WorkerProcess, publish, publish_keyed
 
 pytestmark = pytest.mark.integration
 
@@ -50,12 +55,6 @@ def has_summary(settings: Settings, task_id: str, summary: str) -> bool:
     return summaries(settings).get(task_id) == summary
 
 
-def box_show(settings: Settings) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "processors.cli.main", "box", "show", BOX,
-                           "--json"], cwd=ROOT, env={**os.environ, **worker_env(settings)},
-                          capture_output=True, timeout=60, check=True)
-    report: dict[str, Any] = orjson.loads(done.stdout)
-    return report
 
 
 def test_two_tenants_on_one_database_see_only_their_own(
@@ -87,8 +86,8 @@ def test_two_tenants_on_one_database_see_only_their_own(
     assert summaries(b) == {f"jira:{site}:10001": "B's summary"}
 
     # Each tenant's CLI shows its own box under the shared id.
-    assert box_show(a)["definition"]["scope"]["jira_projects"] == ["OPS"]
-    assert box_show(b)["definition"]["scope"]["jira_projects"] == ["SEC"]
+    assert box_show(a, BOX)["definition"]["scope"]["jira_projects"] == ["OPS"]
+    assert box_show(b, BOX)["definition"]["scope"]["jira_projects"] == ["SEC"]
 
     # A full sync in A: A's box gets OPS; nothing of B changes.
     b_before = {table: rows(b, f"SELECT * FROM {table} ORDER BY 1") for table in

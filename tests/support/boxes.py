@@ -3,14 +3,19 @@ against the local Jira (tests.support.fake_sources)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from processors.settings import Settings
 from processors.store import db
 from tests.support.fake_sources import FakeSources, jira_issue
-from tests.support.kafka import publish_keyed, read_to_end, read_topic
+from tests.support.kafka import ROOT, publish_keyed, read_to_end, read_topic, worker_env
 
 OLGA = {"kind": "user", "id": "557058:olga", "name": "Olga Owner", "source": "jira"}
 
@@ -86,3 +91,12 @@ def run_full_sync(settings: Settings, box_id: str, command_id: str) -> set[str]:
 def sync_env(fake: FakeSources) -> dict[str, str]:
     return {"BOXSYNC_JIRA_BASE_URL": fake.url, "BOXSYNC_JIRA_EMAIL": fake.jira_email,
             "BOXSYNC_JIRA_API_TOKEN": fake.jira_api_token}
+
+
+def box_show(settings: Settings, box_id: str) -> dict[str, Any]:
+    """`boxsync box show BOX_ID --json` of the settings' tenant, as a separate process."""
+    done = subprocess.run([sys.executable, "-m", "processors.cli.main", "box", "show", box_id,
+                           "--json"], cwd=ROOT, env={**os.environ, **worker_env(settings)},
+                          capture_output=True, timeout=60, check=True)
+    report: dict[str, Any] = orjson.loads(done.stdout)
+    return report

@@ -49,6 +49,9 @@ run: setup ## Start the stack, topics, database, a worker, and feed a demo throu
 test: setup ## Lint, type-check and run every test against a real broker and database
 	tests/run.sh
 
+helm: ## Build the pinned helm into .local/bin (once; minutes of CPU) and lint the chart
+	$$(deploy/tools/helm.sh) lint --strict deploy/helm/boxsync -f deploy/helm/boxsync/values-production.yaml
+
 lint: setup ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
@@ -63,4 +66,4 @@ schemas: setup ## Export the JSON Schemas of every message to schemas/json/
 bench: setup ## Hot path vs a bare loop (filters off/on), webhook gateway, 100,000-task full sync
 	bench/run.sh
 
-.PHONY: help setup stack-up stack-down stop run test lint fmt schemas bench
+.PHONY: help setup stack-up stack-down stop run test helm lint fmt schemas bench

@@ -58,7 +58,7 @@ def scale_out(settings: Settings, start_worker: Callable[..., WorkerProcess],
     first.kill9()
     time.sleep(4)
     stopped_at = time.monotonic()
-    assert second.stop() == 0
+    exit_code = second.stop()
     handover = wait_for(lambda: evenly_spread([third], changes), 30,
                         "the last worker holds all 12 partitions")
     time.sleep(6)
@@ -77,7 +77,8 @@ def scale_out(settings: Settings, start_worker: Callable[..., WorkerProcess],
             "emit_delay_p99": round(quantile(delays, 0.99), 2),
             "emit_delay_max": round(delays[-1], 2) if delays else None,
             "spread_seconds": spread, "handover_seconds": handover,
-            "graceful_stop_to_all_held": time.monotonic() - stopped_at}
+            "graceful_stop_to_all_held": time.monotonic() - stopped_at,
+            "graceful_exit_code": exit_code}
 
 
 def assert_clean(result: dict[str, Any]) -> None:
@@ -87,6 +88,7 @@ def assert_clean(result: dict[str, Any]) -> None:
     assert outcome.duplicate_update_ids == []
     assert outcome.applied_twice == []
     assert outcome.windows_split == []
+    assert result["graceful_exit_code"] == 0  # SIGTERM: finished its batch and left
 
 
 @pytest.fixture

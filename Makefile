@@ -66,4 +66,7 @@ schemas: setup ## Export the JSON Schemas of every message to schemas/json/
 bench: setup ## Hot path vs a bare loop (filters off/on), webhook gateway, 100,000-task full sync
 	bench/run.sh
 
-.PHONY: help setup stack-up stack-down stop run test helm lint fmt schemas bench
+chaos: setup ## Reliability battery on its own stack (kill -9, outages, fuzz, gateway, soak); ARGS=--quick
+	$(PY) -m chaos $(ARGS)
+
+.PHONY: help setup stack-up stack-down stop run test helm lint fmt schemas bench chaos

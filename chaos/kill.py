@@ -177,18 +177,24 @@ def control(stack: ChaosStack, worker: Worker, config: KillConfig, actions: list
 
 
 def wait_drained(worker: Worker, settings: Settings, watcher: UpdatesWatcher,
-                 expected: set[str], timeout: float) -> tuple[float, float, int]:
-    """Until every change is on task.updates, no window is open and no lag is left (or the
-    timeout); returns (seconds waited, open windows, lag)."""
-    started = time.monotonic()
+                 expected: set[str], timeout: float, quiet: float = 30.0
+                 ) -> tuple[float, float, int]:
+    """Until every change is on task.updates, or nothing more has come for `quiet` seconds
+    with no window open and no lag (what is missing then stays missing), or the timeout;
+    returns (seconds waited, open windows, lag)."""
+    started = last_progress = time.monotonic()
+    seen = -1
     open_windows, lag = float("nan"), -1
     while True:
+        now = time.monotonic()
+        if len(watcher.event_ids) != seen:
+            seen, last_progress = len(watcher.event_ids), now
         through = expected <= watcher.event_ids
-        if through or time.monotonic() - started > timeout:
+        if through or now - last_progress > quiet or now - started > timeout:
             with contextlib.suppress(Exception):
                 open_windows = worker.metrics().total("boxsync_open_windows")
             lag = pipeline_lag(settings, exact=True)
-            if (open_windows == 0 and lag == 0) or time.monotonic() - started > timeout:
+            if (open_windows == 0 and lag == 0) or now - started > timeout:
                 break
         time.sleep(1)
     return time.monotonic() - started, open_windows, lag

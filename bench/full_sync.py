@@ -17,8 +17,9 @@ members read first, the catch-up query over 100,000 update ids), which is what a
 `resync_box` does. Printed for each: tasks/s (issues listed / wall time from the run's first
 status to the producer's final flush); and the peak RSS of the process that ran both
 (`ru_maxrss`), against the targets: at least 2,000 tasks/s and under 300 MB. This process
-imports what a worker's sync stage process imports (processors.app, faust included) before
-the baseline is taken, so its RSS compares with the real `bs-sync` process. Also the CPU
+imports what a worker's sync stage process imports (processors.runtime.stage_loop and
+processors.sync.runner, the Kafka loop and the sync runner) before the baseline is taken, so
+its RSS compares with the real `bs-sync` process. Also the CPU
 seconds of each party over each pass: this process, the HTTP server, the PostgreSQL backend
 and the broker.
 
@@ -56,7 +57,9 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pydantic import SecretStr
 
-import processors.app  # noqa: F401  (what a worker's sync process imports: see above)
+# What a worker's sync stage process imports (see above).
+import processors.runtime.stage_loop
+import processors.sync.runner  # noqa: F401
 from bench.pipeline import broker_process
 from bench.results import Row, record, verdict
 from bench.scratch import scratch_database
@@ -65,6 +68,7 @@ from processors.metrics import Metrics
 from processors.runtime.kafka import produce, producer_config, topic
 from processors.settings import Settings, load_settings
 from processors.sources.jira import build_jql, filter_jql
+from processors.sources.limiter import LimitStore
 from processors.store import boxes, db, runs
 from processors.sync.execute import RunContext, full_sync
 from processors.sync.sources import build_sources
@@ -192,26 +196,29 @@ def _link(base: str, project: str, n: int, other: int, status: dict[str, Any]
                              "fields": {"summary": f"Linked issue {other}", "status": status}}}
 
 
-def serve(count: int, project: str, site: str) -> None:
-    """The server process: print the URL, serve until stdin closes."""
+class SteadySources(FakeSources):
+    """FakeSources whose issues do not change while it serves: each JQL's selection is
+    computed once (the parent filters and sorts every issue on every request)."""
 
-    class SteadySources(FakeSources):
-        """FakeSources whose issues do not change while it serves: each JQL's selection is
-        computed once (the parent filters and sorts every issue on every request)."""
+    def _select(self, jql: str) -> list[dict[str, Any]]:
+        cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_cache", {})
+        if jql not in cache:
+            cache[jql] = super()._select(jql)
+        return cache[jql]
 
-        def _select(self, jql: str) -> list[dict[str, Any]]:
-            cache: dict[str, list[dict[str, Any]]] = self.__dict__.setdefault("_cache", {})
-            if jql not in cache:
-                cache[jql] = super()._select(jql)
-            return cache[jql]
 
+def serve(count: int, project: str, site: str,
+          server: type[SteadySources] = SteadySources) -> SteadySources:
+    """The server process: print the URL, serve until stdin closes; the server, stopped."""
     if not hasattr(FakeSources, "_select"):
         raise SystemExit("tests.support.fake_sources changed: FakeSources._select is gone")
-    with SteadySources(issues=make_issues(count, project, site)) as fake:
+    fake = server(issues=make_issues(count, project, site))
+    with fake:
         for jql in (build_jql([project], [], None), filter_jql([project], [], None)):
             fake._select(jql)  # the search and the count of the box's scope, computed now
         print(fake.url, flush=True)
         sys.stdin.read()  # until the bench closes our stdin (or dies)
+    return fake
 
 
 @dataclass
@@ -220,10 +227,12 @@ class Server:
     url: str
 
     @classmethod
-    def start(cls, count: int, project: str, site: str) -> Server:
+    def start(cls, count: int, project: str, site: str, *, module: str = "bench.full_sync",
+              extra: tuple[str, ...] = ()) -> Server:
+        """`python -m <module> --serve ...` (with `extra` arguments), once it prints its URL."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.full_sync", "--serve", "--issues", str(count),
-             "--project", project, "--site", site], cwd=ROOT, stdin=subprocess.PIPE,
+            [sys.executable, "-m", module, "--serve", "--issues", str(count),
+             "--project", project, "--site", site, *extra], cwd=ROOT, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         url = process.stdout.readline().strip()
@@ -379,12 +388,14 @@ class Runner:
     publish `sync.status` (running, then completed), flush, finish the run."""
 
     def __init__(self, settings: Settings, conn: psycopg.Connection,
-                 parties: dict[str, psutil.Process | None]) -> None:
+                 parties: dict[str, psutil.Process | None], *,
+                 store: LimitStore | None = None) -> None:
         self.conn = conn
         self.tenant = settings.topic_prefix  # as SyncRunner queues and claims
-        self.sources = build_sources(settings)
-        self.producer = Producer(producer_config(settings))
         self.metrics = Metrics.create()
+        # The sources' limiter over `store` (SyncRunner passes a PgLimitStore), else its own.
+        self.sources = build_sources(settings, store=store, metrics=self.metrics)
+        self.producer = Producer(producer_config(settings))
         self.updates_topic = topic(settings, TASK_UPDATES)
         self.status_topic = topic(settings, SYNC_STATUS)
         backend = psutil.Process(_scalar(conn, "SELECT pg_backend_pid()"))

@@ -1,7 +1,8 @@
 """What each part of `make bench` hands to the final summary table, and the table itself.
 
-Each part (`bench.pipeline`, `bench.gateway`, `bench.full_sync`, `bench.peer`) runs in its own
-process and records its headline figures as rows in `.local/bench-results/<part>.json`;
+Each part (`bench.pipeline`, `bench.gateway`, `bench.full_sync`, `bench.peer`, `bench.limits`)
+runs in its own process and records its headline figures as rows in
+`.local/bench-results/<part>.json`;
 `bench/run.sh` empties that folder first and prints `python -m bench.results` last, so the
 table shows this run only, and a part that did not finish shows as such instead of an older
 figure.
@@ -18,7 +19,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / ".local" / "bench-results"
 # The order of the parts in the summary, as run.sh runs them.
-PARTS = ("pipeline", "gateway", "full_sync", "peer")
+PARTS = ("pipeline", "gateway", "full_sync", "peer", "limits")
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,16 @@ rm -rf .local/bench-results  # the summary shows this run only
 failed=0
 section() { printf '\n=== %s ===\n' "$1"; }
 
-section "1/4 pipeline: jira.events → task.updates against a bare loop, filters off and on (issues 2, 3, 4)"
+section "1/5 pipeline: jira.events → task.updates against a bare loop, filters off and on (issues 2, 3, 4)"
 $PY -m bench.pipeline "$@" || failed=1
-section "2/4 webhook gateway under load (issue 3)"
+section "2/5 webhook gateway under load (issue 3)"
 $PY -m bench.gateway || failed=1
-section "3/4 full sync of a 100,000-task box from a local Jira (issue 5)"
+section "3/5 full sync of a 100,000-task box from a local Jira (issue 5)"
 $PY -m bench.full_sync || failed=1
-section "4/4 the collapse against its Kafka Streams peer, EOS v2 and at-least-once (issue 17)"
+section "4/5 the collapse against its Kafka Streams peer, EOS v2 and at-least-once (issue 17)"
 $PY -m bench.peer || failed=1  # builds bench/streams with mvn -q package first
+section "5/5 full sync of 100,000 tasks from a local Jira that enforces a points quota and a burst limit (issue 18)"
+$PY -m bench.limits || failed=1
 section "summary of this run"
 $PY -m bench.results
 exit $failed

@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import orjson
 import psycopg
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -113,9 +112,12 @@ class IngestStage:
                 elif isinstance(result, Reference):
                     output = Output(self._reference_topic, result.key.encode(),
                                     message_bytes(result.event_body))
-            except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError) as exc:
+            except psycopg.Error:
+                raise  # the cached-site lookup: the database is away, retry the batch
+            except Exception as exc:
                 # One body must never stop its partition: an error here would end the session
-                # and the re-read would meet the same body again, for good.
+                # and the re-read would meet the same body again, for good (make chaos found
+                # RecursionError, UnicodeEncodeError and OverflowError so).
                 result = Rejected("internal_error", f"{type(exc).__name__}: {str(exc)[:200]}")
             if isinstance(result, Accepted):
                 outputs.append(output)

@@ -183,8 +183,12 @@ def _date(value: Any) -> str | None:
 def _number(value: Any) -> float | int | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        value = float(value) if abs(value) >= _EXACT_INTEGER else value
+    if isinstance(value, int) and abs(value) >= _EXACT_INTEGER:
+        # Beyond a float's range (10**400) float() raises: no number anyone estimates.
+        try:
+            value = float(value)
+        except OverflowError:
+            return None
     if isinstance(value, str):
         try:
             value = float(value.strip())

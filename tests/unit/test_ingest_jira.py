@@ -1174,3 +1174,14 @@ def test_an_event_name_from_a_body_is_a_label_only_when_upstream_formats_list_it
     assert _event_label("updateBoard") == "updateBoard"
     assert _event_label("user_created") == "other"
     assert _event_label("project_\udc00") == "other"
+
+
+def test_a_number_beyond_a_floats_range_is_no_number() -> None:
+    """Found by `make chaos` (fuzz, full size): story points of 10**400 raised OverflowError,
+    and ingest restarted on that record for good."""
+    body = updated_body(item("Story point estimate", "5", field_id="customfield_10016",
+                             fieldtype="custom"))
+    body["issue"]["fields"]["customfield_10016"] = "HUGE"
+    raw = orjson.dumps(body).replace(b'"HUGE"', b"1" + b"0" * 400)
+    result = ingest(record(raw), CONFIG)
+    assert isinstance(result, Accepted | Rejected)

@@ -3,7 +3,9 @@ proxy by deploy/tools/helm.sh), the Kubernetes examples and the monitoring rules
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -18,8 +20,21 @@ PRODUCTION = CHART / "values-production.yaml"
 def helm() -> str:
     """The pinned helm; skipped, with the reason, when it cannot be built here."""
     script = ROOT / "deploy" / "tools" / "helm.sh"
-    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=3600,
-                          check=False)
+    # A cold Go build cache makes the build take about 7 minutes of CPU: `make test` must stay
+    # under 15, so the build gets a budget; an interrupted build keeps what Go compiled so far
+    # (its cache), and `make helm` finishes it outside the suite.
+    budget = float(os.environ.get("BOXSYNC_HELM_BUILD_SECONDS", "300"))
+    # Its own session, so that a build past its budget is stopped whole (go and its compilers).
+    build = subprocess.Popen([str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, start_new_session=True)
+    try:
+        stdout, stderr = build.communicate(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(build.pid, signal.SIGKILL)
+        build.communicate()
+        pytest.skip(f"helm not built within {budget:.0f} s (BOXSYNC_HELM_BUILD_SECONDS); "
+                    "run `make helm` once, then the chart tests run")
+    done = subprocess.CompletedProcess(build.args, build.returncode, stdout, stderr)
     if done.returncode != 0:
         pytest.skip(f"helm not available: {done.stderr.strip().splitlines()[-1:]}")
     return done.stdout.strip().splitlines()[-1]

@@ -23,7 +23,7 @@ def helm() -> str:
     # A cold Go build cache makes the build take about 7 minutes of CPU: `make test` must stay
     # under 15, so the build gets a budget; an interrupted build keeps what Go compiled so far
     # (its cache), and `make helm` finishes it outside the suite.
-    budget = float(os.environ.get("BOXSYNC_HELM_BUILD_SECONDS", "300"))
+    budget = float(os.environ.get("BOXSYNC_HELM_BUILD_SECONDS", "60"))
     # Its own session, so that a build past its budget is stopped whole (go and its compilers).
     build = subprocess.Popen([str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, start_new_session=True)

@@ -104,8 +104,8 @@ EAGER = pytest.param("range", marks=pytest.mark.skipif(
     os.environ.get("BOXSYNC_TEST_EAGER") != "1", reason="eager rebalancing: BOXSYNC_TEST_EAGER=1"))
 
 
-# Most likely a known defect rather than a flaky test: the collapse writes the app cache before its Kafka
-# transaction commits, so a batch whose commit fails (a rebalance, a fenced producer) is read
+# Most likely a known defect rather than a flaky test: the collapse writes the app cache
+# before its Kafka transaction commits, so a batch whose commit fails (a rebalance, a fenced producer) is read
 # again against a cache already ahead, and its windows are dropped as stale: their changes
 # reach no update (found by `make chaos`: 20 of 200,000 after kill -9s; here 95 of 2,060 in
 # one clean-clone run of three, 0 in the other two). Non-strict until that is fixed: the test

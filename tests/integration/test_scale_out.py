@@ -105,11 +105,11 @@ EAGER = pytest.param("range", marks=pytest.mark.skipif(
 
 
 # Most likely a known defect rather than a flaky test: the collapse writes the app cache
-# before its Kafka transaction commits, so a batch whose commit fails (a rebalance, a fenced producer) is read
-# again against a cache already ahead, and its windows are dropped as stale: their changes
-# reach no update (found by `make chaos`: 20 of 200,000 after kill -9s; here 95 of 2,060 in
-# one clean-clone run of three, 0 in the other two). Non-strict until that is fixed: the test
-# still runs and reports, and a pass shows as XPASS.
+# before its Kafka transaction commits, so a batch whose commit fails (a rebalance, a fenced
+# producer) is read again against a cache already ahead, and its windows are dropped as
+# stale: their changes reach no update. Found by `make chaos` (20 of 200,000 after kill -9s);
+# here 95 of 2,060 in one clean-clone run of three, 0 in the other two. Non-strict until it
+# is fixed: the test still runs and reports, and a pass shows as XPASS.
 @pytest.mark.xfail(strict=False, reason="known defect: updates lost when a collapse batch's "
                    "Kafka commit fails after its cache write (README, Reliability battery)")
 @pytest.mark.parametrize("strategy", [EAGER, "cooperative-sticky"])

@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from processors.errors import UnavailableError
 from processors.filters.reference import BadReference, ReferenceState
-from processors.runtime.kafka import consumer_config
+from processors.runtime.kafka import consumer_config, read_to_end
 from processors.settings import Settings
 from processors.store.boxes import ReferenceRow
 
@@ -36,23 +36,19 @@ def latest_records(settings: Settings, full_name: str) -> dict[str, ReferenceRow
                                    "create`")
         consumer.assign([TopicPartition(full_name, p, OFFSET_BEGINNING)
                          for p in found.partitions])
-        pending = set(found.partitions)
         latest: dict[str, ReferenceRow] = {}
-        deadline = time.monotonic() + READ_TIMEOUT_SECONDS
-        while pending:
-            if time.monotonic() > deadline:
-                raise UnavailableError(f"{full_name} not read to its end within "
-                                       f"{READ_TIMEOUT_SECONDS:.0f}s")
-            for message in consumer.consume(1000, 0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(message.partition() or 0)
-                    continue
-                key = (message.key() or b"").decode("utf-8", "replace")
-                raw = message.value()
-                latest[key] = ReferenceRow(key, None if raw is None else _object(raw),
-                                           message.partition() or 0, message.offset() or 0)
+
+        def keep(message: Message) -> None:
+            key = (message.key() or b"").decode("utf-8", "replace")
+            raw = message.value()
+            latest[key] = ReferenceRow(key, None if raw is None else _object(raw),
+                                       message.partition() or 0, message.offset() or 0)
+
+        left = read_to_end(consumer, {(full_name, p) for p in found.partitions}, keep,
+                           time.monotonic() + READ_TIMEOUT_SECONDS, time.monotonic)
+        if left:
+            raise UnavailableError(f"{full_name} not read to its end within "
+                                   f"{READ_TIMEOUT_SECONDS:.0f}s")
         return latest
     finally:
         consumer.close()

@@ -23,13 +23,13 @@ from collections.abc import Callable, Iterable
 
 import orjson
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from processors.filters.logic import BoxFlags, Directory
 from processors.filters.reference import BadReference, ReferenceState
 from processors.logs import event
 from processors.runtime.incarnations import IncarnationWatch, admin_client, topic_ids
-from processors.runtime.kafka import consumer_config, topic
+from processors.runtime.kafka import consumer_config, read_to_end, topic
 from processors.settings import Settings
 from processors.store import boxes
 from schemas.reference import KeyResultLink
@@ -78,18 +78,11 @@ class ReferenceReader:
         partitions = self._partitions(consumer)
         consumer.assign(partitions)
         self._consumer = consumer
-        pending = {(tp.topic, tp.partition) for tp in partitions}
-        deadline = self._clock() + LOAD_TIMEOUT_SECONDS
-        while pending:
-            if self._clock() > deadline:
-                raise ReferenceLoadError(f"reference topics not read to their end within "
-                                         f"{LOAD_TIMEOUT_SECONDS:.0f}s: {sorted(pending)}")
-            for message in consumer.consume(1000, 0.5):
-                error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard((message.topic() or "", message.partition() or 0))
-                elif error is None:
-                    self._apply(message)
+        left = read_to_end(consumer, {(tp.topic, tp.partition) for tp in partitions},
+                           self._apply, self._clock() + LOAD_TIMEOUT_SECONDS, self._clock)
+        if left:
+            raise ReferenceLoadError(f"reference topics not read to their end within "
+                                     f"{LOAD_TIMEOUT_SECONDS:.0f}s: {sorted(left)}")
         self._read_flags(force=True)
         event(log, logging.INFO, "reference data loaded", boxes=len(self.state.boxes),
               grants=len(self.state.grants), links=len(self.state.links),

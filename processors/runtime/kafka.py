@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from processors.settings import Settings
 from schemas.topics import TopicSpec
@@ -116,3 +116,21 @@ def produce(producer: Producer, topic: str, value: bytes | None, key: bytes | st
             return
         except BufferError:
             producer.poll(0.05)  # let deliveries drain
+
+
+def read_to_end(consumer: Consumer, pending: set[tuple[str, int]],
+                on_message: Callable[[Message], None], deadline: float,
+                clock: Callable[[], float]) -> set[tuple[str, int]]:
+    """Consume the assigned partitions (`pending`, as (topic, partition)) until each has
+    reported its end (the consumer needs `enable.partition.eof`), handing every record to
+    `on_message`; stops at `deadline` (by `clock`). The partitions not read to their end:
+    empty when all were."""
+    pending = set(pending)
+    while pending and clock() <= deadline:
+        for message in consumer.consume(1000, 0.5):
+            error = message.error()
+            if error is None:
+                on_message(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard((message.topic() or "", message.partition() or 0))
+    return pending
